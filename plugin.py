@@ -49,7 +49,8 @@ def _getmanifest(**kwargs):
     return plugin._getmanifest(**kwargs)
 
 
-plugin.add_method("getmanifest", _getmanifest, background=False)
+# Replace pyln's own handler (add_method refuses to rebind the name).
+plugin.methods["getmanifest"].func = _getmanifest
 
 
 @plugin.init()

@@ -1,0 +1,68 @@
+"""The plugin as lightningd sees it at start: usage, manifest, names."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PLUGIN = os.path.join(ROOT, "plugin.py")
+
+
+def run_plugin(stdin: bytes, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "LIGHTNINGD_PLUGIN"}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, PLUGIN], input=stdin, capture_output=True,
+                          env=env, timeout=30)
+
+
+def test_outside_lightningd_prints_usage_and_exits_0():
+    proc = run_plugin(b"")
+    assert proc.returncode == 0
+    out = proc.stdout.decode()
+    assert "lsps0-listprotocols" in out and "lsp-service" in out
+
+
+def manifest():
+    req = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getmanifest",
+                      "params": {"allow-deprecated-apis": False}}).encode() + b"\n\n"
+    proc = run_plugin(req, {"LIGHTNINGD_PLUGIN": "1"})
+    assert proc.returncode == 0, proc.stderr.decode()
+    for chunk in proc.stdout.decode().split("\n\n"):
+        if chunk.strip():
+            msg = json.loads(chunk)
+            if msg.get("id") == 1:
+                return msg["result"]
+    raise AssertionError("no manifest")
+
+
+def test_names_do_not_clash_with_bundled_lsps_plugins():
+    m = manifest()
+    methods = [r["name"] for r in m["rpcmethods"]]
+    options = [o["name"] for o in m["options"]]
+    assert methods and options
+    assert not any(n.startswith("lsps-") for n in methods)
+    assert all(re.match(r"^(lsps\d-|asyncpay-|bolt12ext-)", n) for n in methods)
+    assert all(o.startswith("lsp-") for o in options)
+    assert not any(o.startswith("experimental-lsps") for o in options)
+
+
+def test_custommsg_hook_is_filtered_to_37913():
+    hooks = {h["name"]: h for h in manifest()["hooks"]}
+    assert hooks["custommsg"]["filters"] == [37913]
+
+
+def test_client_only_start_sets_no_feature_bits():
+    # The test runner is this plugin's "parent" here, and has no --lsp-service.
+    m = manifest()
+    assert not m.get("featurebits")
+    assert m["dynamic"] is True
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    ci = open(os.path.join(ROOT, ".ci", "run")).read()
+    block = re.search(r"<!-- test-command -->\s*```sh\n(.+?)\n```", readme, re.S)
+    assert block, "README must mark its test command"
+    command = block.group(1).strip()
+    assert command in ci
