@@ -42,7 +42,7 @@ def _getmanifest(**kwargs):
     service = startup.parent_flag_set("lsp-service")
     state["advertised"] = service
     if service:
-        bits = format(1 << LSPS_FEATURE_BIT, "x")
+        bits = (1 << LSPS_FEATURE_BIT).to_bytes(LSPS_FEATURE_BIT // 8 + 1, "big").hex()
         plugin.featurebits["init"] = bits
         plugin.featurebits["node"] = bits
     plugin.dynamic = not service

@@ -48,11 +48,12 @@ def _config_lines(path: str, read_text: Callable[[str], Optional[str]],
 
 
 def flag_set(flag: str, argv: List[str], read_text: Callable[[str], Optional[str]],
-             home: str) -> bool:
+             home: str, cwd: str = "/") -> bool:
     """Is `flag` given on lightningd's command line or in its config files?"""
     if f"--{flag}" in argv:
         return True
     lightning_dir = _value(argv, "lightning-dir") or os.path.join(home, ".lightning")
+    lightning_dir = os.path.join(cwd, os.path.expanduser(lightning_dir))
     network = _value(argv, "network")
     for arg in argv:
         network = NETWORK_FLAGS.get(arg, network)
@@ -77,9 +78,11 @@ def _read_text(path: str) -> Optional[str]:
 
 def parent_flag_set(flag: str) -> bool:
     """flag_set() for the lightningd that started this plugin process."""
+    proc = f"/proc/{os.getppid()}"
     try:
-        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+        with open(f"{proc}/cmdline", "rb") as f:
             argv = [a.decode("utf-8", "replace") for a in f.read().split(b"\0") if a]
+        cwd = os.readlink(f"{proc}/cwd")
     except OSError:
         return False
-    return flag_set(flag, argv, _read_text, os.path.expanduser("~"))
+    return flag_set(flag, argv, _read_text, os.path.expanduser("~"), cwd)

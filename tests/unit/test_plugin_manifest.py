@@ -66,3 +66,22 @@ def test_readme_test_command_is_what_ci_runs():
     assert block, "README must mark its test command"
     command = block.group(1).strip()
     assert command in ci
+
+
+def test_service_start_sets_bit_729_as_lightningd_accepts_it():
+    # Make the plugin's parent a process whose command line has --lsp-service,
+    # as lightningd's has on an LSP (see lsps/startup.py).
+    req = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getmanifest",
+                      "params": {}}).encode() + b"\n\n"
+    env = {k: v for k, v in os.environ.items()}
+    env["LIGHTNINGD_PLUGIN"] = "1"
+    proc = subprocess.run(["sh", "-c", f'"{sys.executable}" "{PLUGIN}"; true',
+                           "lightningd", "--lsp-service"],
+                          input=req, capture_output=True, env=env, timeout=30)
+    m = next(json.loads(c) for c in proc.stdout.decode().split("\n\n")
+             if c.strip() and json.loads(c).get("id") == 1)["result"]
+    assert m["dynamic"] is False
+    for kind in ("init", "node"):
+        bits = m["featurebits"][kind]
+        assert len(bits) % 2 == 0  # lightningd rejects odd-length hex
+        assert int(bits, 16) == 1 << 729

@@ -46,3 +46,9 @@ def test_relative_conf_is_under_lightning_dir():
     files = {os.path.join("/ln", "c.conf"): "lsp-service\n"}
     assert flag_set("lsp-service", ["lightningd", "--lightning-dir=/ln", "--conf=c.conf"],
                     reader(files), HOME)
+
+
+def test_relative_lightning_dir_is_under_lightningd_cwd():
+    files = {"/srv/node/ln/config": "lsp-service\n"}
+    assert flag_set("lsp-service", ["lightningd", "--lightning-dir=ln"], reader(files), HOME,
+                    cwd="/srv/node")
