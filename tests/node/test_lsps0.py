@@ -26,14 +26,16 @@ def answers(node, count):
     return [json.loads(m["text"]) for m in node.rpc.call("fakelsp-received")["messages"]]
 
 
+def connected_pair(node_factory, opts_first, opts_second):
+    first, second = node_factory.get_nodes(2, opts=[opts_first, opts_second])
+    first.connect(second)
+    return first, second
+
+
 @pytest.fixture
 def lsp_and_client(node_factory, plugin_path):
-    client, lsp = node_factory.get_nodes(2, opts=[
-        {"plugin": plugin_path},
-        {"plugin": plugin_path, "lsp-service": None},
-    ])
-    client.connect(lsp)
-    return client, lsp
+    return connected_pair(node_factory, {"plugin": plugin_path},
+                          {"plugin": plugin_path, "lsp-service": None})
 
 
 def test_client_lists_protocols_of_service(lsp_and_client):
@@ -55,12 +57,8 @@ def test_feature_bit_only_on_the_service(lsp_and_client):
 
 @pytest.fixture
 def raw_and_service(node_factory, plugin_path):
-    raw, lsp = node_factory.get_nodes(2, opts=[
-        {"plugin": FAKE_LSP},
-        {"plugin": plugin_path, "lsp-service": None},
-    ])
-    raw.connect(lsp)
-    return raw, lsp
+    return connected_pair(node_factory, {"plugin": FAKE_LSP},
+                          {"plugin": plugin_path, "lsp-service": None})
 
 
 def test_service_error_answers_on_the_wire(raw_and_service):
@@ -147,11 +145,9 @@ def test_client_only_node_stays_silent_and_client_times_out(node_factory, plugin
 
 
 def test_disconnect_mid_request_fails_promptly(node_factory, plugin_path, executor):
-    client, mute = node_factory.get_nodes(2, opts=[
-        {"plugin": plugin_path, "lsp-request-timeout": 600},
-        {"plugin": FAKE_LSP},  # records and never answers
-    ])
-    client.connect(mute)
+    client, mute = connected_pair(node_factory,
+                                  {"plugin": plugin_path, "lsp-request-timeout": 600},
+                                  {"plugin": FAKE_LSP})  # records and never answers
     fut = executor.submit(client.rpc.call, "lsps0-listprotocols", {"lsp_id": mute.info["id"]})
     wait_for(lambda: len(mute.rpc.call("fakelsp-received")["messages"]) == 1)
     client.rpc.disconnect(mute.info["id"], force=True)
@@ -175,11 +171,7 @@ def test_bad_lsp_id_is_a_clear_rpc_error(node_factory, plugin_path):
 
 
 def test_peer_error_and_garbage_answers(node_factory, plugin_path):
-    client, fake = node_factory.get_nodes(2, opts=[
-        {"plugin": plugin_path},
-        {"plugin": FAKE_LSP},
-    ])
-    client.connect(fake)
+    client, fake = connected_pair(node_factory, {"plugin": plugin_path}, {"plugin": FAKE_LSP})
     fake.rpc.call("fakelsp-mode", {"reply": "error"})
     with pytest.raises(RpcError) as e:
         client.rpc.call("lsps0-listprotocols", {"lsp_id": fake.info["id"]})
