@@ -1,0 +1,266 @@
+"""LSPS2 (bLIP-52) wire types and maths: opening_fee_params, fees, promises, SCIDs.
+
+Pure code. Strict out (exactly the spec's fields, amounts as strings), lenient
+in (amounts as strings or numbers)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+U64_MAX = 2**64 - 1
+U32_MAX = 2**32 - 1
+
+# Error codes of bLIP-52.
+UNRECOGNIZED_OR_STALE_TOKEN = 200
+INVALID_OPENING_FEE_PARAMS = 201
+PAYMENT_SIZE_TOO_SMALL = 202
+PAYMENT_SIZE_TOO_LARGE = 203
+
+# BOLT4 failure messages (hex) used by the LSP when it fails held parts.
+TEMPORARY_CHANNEL_FAILURE = "10070000"  # 0x1007 + empty channel_update
+UNKNOWN_NEXT_PEER = "400a"              # PERM|10
+
+EXTRA_FEE_TLV = 65537
+MAX_PROMISE_BYTES = 512
+
+PARAM_FIELDS = ("min_fee_msat", "proportional", "valid_until", "min_lifetime",
+                "max_client_to_self_delay", "min_payment_size_msat",
+                "max_payment_size_msat", "promise")
+
+
+class ProtocolError(ValueError):
+    """A peer's LSPS2 object is not what the spec allows."""
+
+
+def compute_opening_fee(payment_size_msat: int, min_fee_msat: int,
+                        proportional: int) -> Optional[int]:
+    """bLIP-52 opening fee in u64 arithmetic; None on overflow."""
+    product = payment_size_msat * proportional
+    if product > U64_MAX:
+        return None
+    rounded = product + 999_999
+    if rounded > U64_MAX:
+        return None
+    return max(rounded // 1_000_000, min_fee_msat)
+
+
+# --- encodings -------------------------------------------------------------
+
+def parse_msat(value: Any, name: str) -> int:
+    """LSPS0 amount: a decimal string (numbers accepted), u64."""
+    if isinstance(value, bool):
+        raise ProtocolError(f"{name} must be an amount")
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value):
+        value = int(value)
+    if not isinstance(value, int) or not 0 <= value <= U64_MAX:
+        raise ProtocolError(f"{name} must be a u64 amount as a decimal string")
+    return value
+
+
+def parse_uint(value: Any, name: str, maximum: int = U32_MAX) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise ProtocolError(f"{name} must be an integer in 0..{maximum}")
+    return value
+
+
+_DATETIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$")
+
+
+def parse_datetime_ms(value: Any, name: str) -> int:
+    """ISO8601 datetime -> unix milliseconds (Z or an offset accepted)."""
+    if not isinstance(value, str):
+        raise ProtocolError(f"{name} must be an ISO8601 datetime string")
+    m = _DATETIME.match(value)
+    if not m:
+        raise ProtocolError(f"{name} is not an ISO8601 datetime: {value[:40]!r}")
+    try:
+        text = value[:19] + ("+00:00" if m.group(8) == "Z" else m.group(8))
+        dt = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ProtocolError(f"{name}: {e}") from None
+    frac = (m.group(7) or "0").ljust(3, "0")[:3]
+    return int(dt.timestamp()) * 1000 + int(frac)
+
+
+def format_datetime_ms(ms: int) -> str:
+    """LSPS0 datetime: YYYY-MM-DDThh:mm:ss.sssZ."""
+    dt = datetime.fromtimestamp(ms // 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{ms % 1000:03d}Z"
+
+
+def parse_scid(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ProtocolError("short channel id must be a string")
+    m = re.fullmatch(r"(\d{1,8})x(\d{1,8})x(\d{1,5})", value)
+    if not m:
+        raise ProtocolError(f"bad short channel id {value[:40]!r}")
+    block, tx, out = (int(g) for g in m.groups())
+    if block >= 1 << 24 or tx >= 1 << 24 or out >= 1 << 16:
+        raise ProtocolError(f"short channel id out of range: {value}")
+    return block << 40 | tx << 16 | out
+
+
+def format_scid(scid: int) -> str:
+    return f"{scid >> 40}x{(scid >> 16) & 0xFFFFFF}x{scid & 0xFFFF}"
+
+
+# --- opening_fee_params ------------------------------------------------------
+
+@dataclass(frozen=True)
+class OpeningFeeParams:
+    min_fee_msat: int
+    proportional: int
+    valid_until_ms: int
+    min_lifetime: int
+    max_client_to_self_delay: int
+    min_payment_size_msat: int
+    max_payment_size_msat: int
+    promise: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "min_fee_msat": str(self.min_fee_msat),
+            "proportional": self.proportional,
+            "valid_until": format_datetime_ms(self.valid_until_ms),
+            "min_lifetime": self.min_lifetime,
+            "max_client_to_self_delay": self.max_client_to_self_delay,
+            "min_payment_size_msat": str(self.min_payment_size_msat),
+            "max_payment_size_msat": str(self.max_payment_size_msat),
+            "promise": self.promise,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "OpeningFeeParams":
+        if not isinstance(obj, dict):
+            raise ProtocolError("opening_fee_params must be an object")
+        unknown = sorted(set(obj) - set(PARAM_FIELDS))
+        if unknown:
+            raise ProtocolError(f"opening_fee_params has unknown fields {unknown}")
+        missing = [f for f in PARAM_FIELDS if f not in obj]
+        if missing:
+            raise ProtocolError(f"opening_fee_params lacks {missing}")
+        promise = obj["promise"]
+        if not isinstance(promise, str) or len(promise.encode("utf-8")) > MAX_PROMISE_BYTES:
+            raise ProtocolError("promise must be a string of at most 512 bytes")
+        return cls(
+            min_fee_msat=parse_msat(obj["min_fee_msat"], "min_fee_msat"),
+            proportional=parse_uint(obj["proportional"], "proportional"),
+            valid_until_ms=parse_datetime_ms(obj["valid_until"], "valid_until"),
+            min_lifetime=parse_uint(obj["min_lifetime"], "min_lifetime"),
+            max_client_to_self_delay=parse_uint(obj["max_client_to_self_delay"],
+                                                "max_client_to_self_delay"),
+            min_payment_size_msat=parse_msat(obj["min_payment_size_msat"],
+                                             "min_payment_size_msat"),
+            max_payment_size_msat=parse_msat(obj["max_payment_size_msat"],
+                                             "max_payment_size_msat"),
+            promise=promise,
+        )
+
+    def fee_for(self, payment_size_msat: int) -> Optional[int]:
+        return compute_opening_fee(payment_size_msat, self.min_fee_msat, self.proportional)
+
+
+def _promise_message(client_id: bytes, p: OpeningFeeParams) -> bytes:
+    # LDK's layout; valid_until as RFC3339 text with +00:00, to the millisecond.
+    valid_until = format_datetime_ms(p.valid_until_ms)[:-1] + "+00:00"
+    return (client_id
+            + p.min_fee_msat.to_bytes(8, "big")
+            + p.proportional.to_bytes(4, "big")
+            + valid_until.encode()
+            + p.min_lifetime.to_bytes(4, "big")
+            + p.max_client_to_self_delay.to_bytes(4, "big")
+            + p.min_payment_size_msat.to_bytes(8, "big")
+            + p.max_payment_size_msat.to_bytes(8, "big"))
+
+
+def make_promise(secret: bytes, client_id_hex: str, p: OpeningFeeParams) -> str:
+    """HMAC-SHA256 over the other fields, bound to the client: lowercase hex."""
+    return hmac.new(secret, _promise_message(bytes.fromhex(client_id_hex), p),
+                    hashlib.sha256).hexdigest()
+
+
+def verify_promise(secret: bytes, client_id_hex: str, p: OpeningFeeParams) -> bool:
+    return hmac.compare_digest(make_promise(secret, client_id_hex, p), p.promise)
+
+
+def menu_is_ordered(menu: list) -> bool:
+    """bLIP-52: each entry raises min_fee_msat or proportional, lowering neither."""
+    for prev, cur in zip(menu, menu[1:], strict=False):
+        if cur.min_fee_msat < prev.min_fee_msat or cur.proportional < prev.proportional:
+            return False
+        if (cur.min_fee_msat, cur.proportional) == (prev.min_fee_msat, prev.proportional):
+            return False
+    return True
+
+
+# --- TLV streams (onion payloads and update_add_htlc extra TLVs) -------------
+
+def _read_bigsize(data: bytes, pos: int):
+    if pos >= len(data):
+        raise ProtocolError("truncated bigsize")
+    first = data[pos]
+    if first < 0xFD:
+        return first, pos + 1
+    width = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
+    if pos + 1 + width > len(data):
+        raise ProtocolError("truncated bigsize")
+    value = int.from_bytes(data[pos + 1:pos + 1 + width], "big")
+    minimum = {2: 0xFD, 4: 0x10000, 8: 0x100000000}[width]
+    if value < minimum:
+        raise ProtocolError("non-minimal bigsize")
+    return value, pos + 1 + width
+
+
+def bigsize(value: int) -> bytes:
+    if value < 0xFD:
+        return bytes([value])
+    if value <= 0xFFFF:
+        return b"\xfd" + value.to_bytes(2, "big")
+    if value <= 0xFFFFFFFF:
+        return b"\xfe" + value.to_bytes(4, "big")
+    return b"\xff" + value.to_bytes(8, "big")
+
+
+def parse_tlv_stream(data: bytes) -> dict:
+    """type -> value bytes, in order; rejects duplicates and disorder."""
+    records: dict = {}
+    pos, last = 0, -1
+    while pos < len(data):
+        t, pos = _read_bigsize(data, pos)
+        length, pos = _read_bigsize(data, pos)
+        if t <= last:
+            raise ProtocolError("TLV types not strictly increasing")
+        if pos + length > len(data):
+            raise ProtocolError("truncated TLV value")
+        records[t] = data[pos:pos + length]
+        pos += length
+        last = t
+    return records
+
+
+def serialize_tlv_stream(records: dict) -> bytes:
+    return b"".join(bigsize(t) + bigsize(len(v)) + v for t, v in sorted(records.items()))
+
+
+def tu64(value: int) -> bytes:
+    return value.to_bytes(8, "big").lstrip(b"\x00")
+
+
+def read_tu64(value: bytes) -> int:
+    if len(value) > 8 or (value and value[0] == 0):
+        raise ProtocolError("bad tu64")
+    return int.from_bytes(value, "big") if value else 0
+
+
+def strip_length_prefix(payload: bytes) -> bytes:
+    """htlc_accepted gives onion.payload with its bigsize length in front."""
+    length, pos = _read_bigsize(payload, 0)
+    if pos + length != len(payload):
+        raise ProtocolError("onion payload length mismatch")
+    return payload[pos:]
