@@ -10,13 +10,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from pyln.client import Plugin  # noqa: E402
+from pyln.client import Plugin, RpcException  # noqa: E402
 
-from lsps import lsps0, startup  # noqa: E402
+from lsps import lsps0, lsps2_service, startup  # noqa: E402
 from lsps.client import ClientError  # noqa: E402
-from lsps.cln import ClnNode, Lsps0  # noqa: E402
-from lsps.rpcutil import fail_request, require_node_id  # noqa: E402
+from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
+from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
+from lsps.rpcutil import fail_request, optional_amount, optional_int, require_node_id, run_in_worker  # noqa: E402  # noqa: E402
 from lsps.service import Limits  # noqa: E402
+from lsps.store import Store  # noqa: E402
 
 LSPS_FEATURE_BIT = 729
 
@@ -32,6 +34,41 @@ plugin.add_option(
 plugin.add_option(
     "lsp-max-pending-total", 1000,
     "LSP: requests all peers together may have in progress.", opt_type="int")
+
+# LSPS2 service policy (bLIP-52 opening_fee_params and channel sizing).
+plugin.add_option("lsp-lsps2-min-fee-msat", 10000,
+                  "LSPS2: min_fee_msat of the first menu entry.", opt_type="int")
+plugin.add_option("lsp-lsps2-proportional", 10000,
+                  "LSPS2: proportional fee (ppm) of the first menu entry.", opt_type="int")
+plugin.add_option("lsp-lsps2-menu-entry", None,
+                  "LSPS2: another menu entry, as MIN_FEE_MSAT/PROPORTIONAL; each must cost "
+                  "more than the one before.", multi=True)
+plugin.add_option("lsp-lsps2-valid-for", 3600,
+                  "LSPS2: seconds an offered opening_fee_params stays valid.", opt_type="int")
+plugin.add_option("lsp-lsps2-min-lifetime", 1008,
+                  "LSPS2: blocks the LSP promises to keep a JIT channel open.", opt_type="int")
+plugin.add_option("lsp-lsps2-max-client-to-self-delay", 2016,
+                  "LSPS2: largest to_self_delay a client may impose on us.", opt_type="int")
+plugin.add_option("lsp-lsps2-min-payment-msat", 10000,
+                  "LSPS2: smallest payment that may open a JIT channel.", opt_type="int")
+plugin.add_option("lsp-lsps2-max-payment-msat", 4_000_000_000,
+                  "LSPS2: largest payment that may open a JIT channel.", opt_type="int")
+plugin.add_option("lsp-lsps2-cltv-expiry-delta", 144,
+                  "LSPS2: cltv_expiry_delta of the invoice's route hint hop (at least "
+                  "lightningd's cltv-delta).", opt_type="int")
+plugin.add_option("lsp-lsps2-min-channel-sat", 100000,
+                  "LSPS2: smallest JIT channel opened (sat).", opt_type="int")
+plugin.add_option("lsp-lsps2-token", None,
+                  "LSPS2: a token clients must present; without any, no token is needed.",
+                  multi=True)
+plugin.add_option("lsp-lsps2-promise-secret", None,
+                  "LSPS2: 64 hex characters keying the promise HMAC; derived from the node "
+                  "secret (makesecret) when absent.")
+plugin.add_option("lsp-lsps2-htlc-expiry-margin", 6,
+                  "LSPS2: fail held JIT payment parts this many blocks before their CLTV "
+                  "expiry.", opt_type="int")
+plugin.add_option("lsp-lsps2-open-timeout", 60,
+                  "LSPS2: seconds to wait for a JIT channel to become usable.", opt_type="int")
 
 state = {}
 
@@ -74,13 +111,75 @@ def init(options, configuration, plugin, **kwargs):
 
     node = ClnNode(os.path.join(configuration["lightning-dir"], configuration["rpc-file"]),
                    log=plugin.log)
+    store = Store(node.rpc)
     lsp = Lsps0(node, service=service, timeout=float(timeout),
                 limits=Limits(per_peer=per_peer, total=total))
     if lsp.dispatcher is not None:
         lsps0.register_service(lsp.dispatcher)
+        policy, secret, why = _lsps2_policy(plugin, node)
+        if why:
+            return {"disable": why}
+        state["lsps2_service"] = Lsps2Service(
+            node, store, lsps2_service.Service(policy, secret), lsp.dispatcher,
+            lsp.timer.schedule, lsp.transport.is_connected, plugin.log)
+    state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
     lsp.start()
     state["lsps0"] = lsp
+    state["lsps2_client"].start()
+    if "lsps2_service" in state:
+        state["lsps2_service"].start()
     plugin.log(f"clnlsp ready (lsp-service={'on' if service else 'off'})")
+
+
+def _lsps2_policy(plugin, node):
+    """(Policy, promise secret, None) or (None, None, why it cannot run)."""
+    fees = [(plugin.get_option("lsp-lsps2-min-fee-msat"),
+             plugin.get_option("lsp-lsps2-proportional"))]
+    for entry in plugin.get_option("lsp-lsps2-menu-entry") or []:
+        try:
+            fee, prop = (int(x) for x in entry.split("/"))
+        except ValueError:
+            return None, None, f"lsp-lsps2-menu-entry {entry!r}: expected MIN_FEE_MSAT/PPM"
+        fees.append((fee, prop))
+    ints = {name: plugin.get_option(name) for name in (
+        "lsp-lsps2-valid-for", "lsp-lsps2-min-lifetime", "lsp-lsps2-max-client-to-self-delay",
+        "lsp-lsps2-min-payment-msat", "lsp-lsps2-max-payment-msat",
+        "lsp-lsps2-cltv-expiry-delta", "lsp-lsps2-min-channel-sat",
+        "lsp-lsps2-htlc-expiry-margin", "lsp-lsps2-open-timeout")}
+    for name, value in ints.items():
+        if value < 0:
+            return None, None, f"{name} must not be negative"
+    if any(f < 0 or p < 0 or p > 2**32 - 1 for f, p in fees):
+        return None, None, "LSPS2 fees must be non-negative (proportional a u32)"
+    node_delta = node.config("cltv-delta") or 0
+    if ints["lsp-lsps2-cltv-expiry-delta"] < node_delta:
+        return None, None, (f"lsp-lsps2-cltv-expiry-delta must be at least lightningd's "
+                            f"cltv-delta ({node_delta})")
+    policy = lsps2_service.Policy(
+        fees=tuple(fees), valid_for_s=ints["lsp-lsps2-valid-for"],
+        min_lifetime=ints["lsp-lsps2-min-lifetime"],
+        max_client_to_self_delay=ints["lsp-lsps2-max-client-to-self-delay"],
+        min_payment_size_msat=ints["lsp-lsps2-min-payment-msat"],
+        max_payment_size_msat=ints["lsp-lsps2-max-payment-msat"],
+        cltv_expiry_delta=ints["lsp-lsps2-cltv-expiry-delta"],
+        min_channel_sat=ints["lsp-lsps2-min-channel-sat"],
+        tokens=frozenset(plugin.get_option("lsp-lsps2-token") or []),
+        htlc_expiry_margin=ints["lsp-lsps2-htlc-expiry-margin"],
+        open_timeout_s=ints["lsp-lsps2-open-timeout"])
+    why = policy.check()
+    if why:
+        return None, None, f"LSPS2 policy: {why}"
+    secret_hex = plugin.get_option("lsp-lsps2-promise-secret")
+    if secret_hex:
+        try:
+            secret = bytes.fromhex(secret_hex)
+        except ValueError:
+            secret = b""
+        if len(secret) != 32:
+            return None, None, "lsp-lsps2-promise-secret must be 64 hex characters"
+    else:
+        secret = node.makesecret("clnlsp/lsps2/promise")
+    return policy, secret, None
 
 
 @plugin.hook("custommsg", filters=[37913])
@@ -121,6 +220,119 @@ def lsps0_listprotocols(request, lsp_id, plugin, **kwargs):
             fail_request(request, e.code, e.message, e.data)
 
     state["lsps0"].call(lsp_id, lsps0.LIST_PROTOCOLS, {}, done)
+
+
+def _answer_once(request):
+    def respond(result):
+        try:
+            request.set_result(result)
+        except ValueError:  # already answered; lightningd must hear one answer only
+            plugin.log(f"second answer for {request.method} dropped", "warn")
+    return respond
+
+
+def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
+    """JIT payment parts are held and answered later: a background hook."""
+    respond = _answer_once(request)
+    try:
+        service = state.get("lsps2_service")
+        if service is not None and service.owns(onion.get("short_channel_id")):
+            service.on_htlc(onion, htlc, respond)
+            return
+        client = state.get("lsps2_client")
+        result = client.on_htlc(onion, htlc) if client is not None else None
+        respond(result or htlc_continue())
+    except Exception as e:  # never leave an HTLC without an answer
+        plugin.log(f"htlc_accepted not handled: {e!r}", "warn")
+        if request.state.name == "PENDING":
+            respond(htlc_continue())
+
+
+plugin.add_hook("htlc_accepted", on_htlc_accepted, background=True)
+
+
+@plugin.hook("openchannel")
+def on_openchannel(openchannel, plugin, **kwargs):
+    try:
+        client = state.get("lsps2_client")
+        if client is not None and client.accepts_zeroconf_from(openchannel["id"]):
+            return {"result": "continue", "mindepth": 0}
+    except Exception as e:
+        plugin.log(f"openchannel not handled: {e!r}", "warn")
+    return {"result": "continue"}
+
+
+@plugin.subscribe("block_added")
+def on_block_added(plugin, block_added=None, **kwargs):
+    service = state.get("lsps2_service")
+    if service is not None and block_added:
+        service.on_block(block_added["height"])
+
+
+@plugin.subscribe("channel_state_changed")
+def on_channel_state_changed(plugin, channel_state_changed=None, **kwargs):
+    service = state.get("lsps2_service")
+    if service is not None and channel_state_changed:
+        service.on_channel_state(channel_state_changed.get("channel_id"),
+                                 channel_state_changed.get("new_state"))
+
+
+@plugin.subscribe("forward_event")
+def on_forward_event(plugin, forward_event=None, **kwargs):
+    service = state.get("lsps2_service")
+    if service is not None and forward_event:
+        service.on_forward_event(forward_event.get("out_channel"),
+                                 forward_event.get("in_channel"),
+                                 forward_event.get("in_htlc_id"), forward_event.get("status"))
+
+
+@plugin.subscribe("invoice_payment")
+def on_invoice_payment(plugin, invoice_payment=None, **kwargs):
+    client = state.get("lsps2_client")
+    if client is not None and invoice_payment:
+        client.on_invoice_paid(invoice_payment.get("label"))
+
+
+@plugin.async_method("lsps2-getinfo")
+def lsps2_getinfo(request, lsp_id, token=None, plugin=None, **kwargs):
+    """Ask LSP {lsp_id} for its LSPS2 JIT channel fee menu (optionally with a {token})."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    client = state["lsps2_client"]
+    run_in_worker(client.workers, request, lambda: client.get_info(lsp_id, token))
+
+
+@plugin.async_method("lsps2-buy")
+def lsps2_buy(request, lsp_id, amount_msat=None, description="JIT channel payment",
+              label=None, token=None, opening_fee_params=None, max_fee_msat=None,
+              expiry=None, plugin=None, **kwargs):
+    """Buy a JIT channel from {lsp_id} and get the invoice to be paid through it.
+
+    With {amount_msat}: a fixed, multi-part invoice; without: a variable one."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    amount = optional_amount(amount_msat, "amount_msat")
+    max_fee = optional_amount(max_fee_msat, "max_fee_msat")
+    expiry_s = optional_int(expiry, "expiry", minimum=60)
+    client = state["lsps2_client"]
+    run_in_worker(client.workers, request, lambda: client.buy(
+        lsp_id, amount, str(description), label, token, opening_fee_params, max_fee,
+        expiry_s))
+
+
+@plugin.method("lsps2-listbuys")
+def lsps2_listbuys(plugin, **kwargs):
+    """JIT channels this node bought, with their invoices and states."""
+    return {"buys": state["lsps2_client"].list_buys()}
+
+
+@plugin.method("lsps2-service-sessions")
+def lsps2_service_sessions(plugin, peer_id=None, jit_channel_scid=None, **kwargs):
+    """LSP view of JIT channel sessions, optionally for one {peer_id} or {jit_channel_scid}."""
+    service = state.get("lsps2_service")
+    if service is None:
+        raise RpcException("lsp-service is off: this node sells no JIT channels", 1200)
+    if peer_id is not None:
+        peer_id = require_node_id(peer_id, "peer_id")
+    return {"sessions": service.list_sessions(peer_id, jit_channel_scid)}
 
 
 if __name__ == "__main__":

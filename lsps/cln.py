@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import secrets
 import threading
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
-from pyln.client import LightningRpc
+from pyln.client import LightningRpc, RpcError
 
 from . import jsonrpc
 from .client import Client
@@ -19,6 +19,51 @@ from .service import Dispatcher, Limits
 from .transport import Transport
 
 TYPE_PREFIX = jsonrpc.LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
+
+# fundchannel failures that are the LSP's own (funds, sync); anything else
+# means the peer refused or went away. Codes from lightningd's jsonrpc_errors.h.
+FUND_MAX_EXCEEDED, FUND_CANNOT_AFFORD, FUND_OUTPUT_IS_DUST = 300, 301, 302
+FUNDING_BROADCAST_FAIL, FUNDING_STILL_SYNCING_BITCOIN = 303, 304
+FUNDING_PEER_NOT_CONNECTED, FUNDING_UNKNOWN_PEER = 305, 306
+FUND_CANNOT_AFFORD_WITH_EMERGENCY = 313
+_LSP_SIDE_FUNDING_ERRORS = {FUND_MAX_EXCEEDED, FUND_CANNOT_AFFORD, FUND_OUTPUT_IS_DUST,
+                            FUNDING_BROADCAST_FAIL, FUNDING_STILL_SYNCING_BITCOIN,
+                            FUNDING_PEER_NOT_CONNECTED, FUNDING_UNKNOWN_PEER,
+                            FUND_CANNOT_AFFORD_WITH_EMERGENCY}
+
+
+class FundingError(Exception):
+    def __init__(self, message: str, refused_by_peer: bool):
+        super().__init__(message)
+        self.refused_by_peer = refused_by_peer
+
+
+def msat(value) -> int:
+    """lightningd amounts come as ints or as \"123msat\" strings."""
+    if isinstance(value, int):
+        return value
+    text = str(value)
+    return int(text[:-4]) if text.endswith("msat") else int(text)
+
+
+def htlc_continue(payload: Optional[str] = None, forward_to: Optional[str] = None,
+                  extra_tlvs: Optional[str] = None,
+                  invoice_msat: Optional[int] = None) -> dict:
+    """An htlc_accepted hook answer: let lightningd go on, with replacements."""
+    result: dict = {"result": "continue"}
+    if payload is not None:
+        result["payload"] = payload
+    if forward_to is not None:
+        result["forward_to"] = forward_to
+    if extra_tlvs is not None:
+        result["extra_tlvs"] = extra_tlvs
+    if invoice_msat is not None:
+        result["invoice_msat"] = invoice_msat
+    return result
+
+
+def htlc_fail(failure_message_hex: str) -> dict:
+    return {"result": "fail", "failure_message": failure_message_hex}
 
 
 class ClnNode:
@@ -43,6 +88,79 @@ class ClnNode:
     def connected_peers(self) -> list:
         peers = self.rpc().call("listpeers")["peers"]
         return [p["id"] for p in peers if p.get("connected")]
+
+    # --- facts about the node -------------------------------------------
+    def node_id(self) -> str:
+        return self.rpc().call("getinfo")["id"]
+
+    def blockheight(self) -> int:
+        return self.rpc().call("getinfo")["blockheight"]
+
+    def config(self, name: str):
+        """A lightningd option's value (e.g. cltv-delta, watchtime-blocks)."""
+        configs = self.rpc().call("listconfigs", {"config": name})["configs"]
+        entry = configs.get(name, {})
+        for key in ("value_int", "value_str", "value_bool", "value_msat"):
+            if key in entry:
+                return entry[key]
+        return None
+
+    def makesecret(self, string: str) -> bytes:
+        return bytes.fromhex(self.rpc().call("makesecret", {"string": string})["secret"])
+
+    def channels(self, peer_id: Optional[str] = None) -> List[dict]:
+        """Our channels as {channel_id, peer_id, state, opener, scids,
+        htlc_minimum_msat, receivable_msat, peer_connected}."""
+        params = {"id": peer_id} if peer_id else {}
+        out = []
+        for c in self.rpc().call("listpeerchannels", params)["channels"]:
+            alias = c.get("alias") or {}
+            scids = [s for s in (c.get("short_channel_id"), alias.get("local"),
+                                 alias.get("remote")) if s]
+            out.append({
+                "channel_id": c.get("channel_id"), "peer_id": c.get("peer_id"),
+                "state": c.get("state"), "opener": c.get("opener"), "scids": scids,
+                "htlc_minimum_msat": msat(c.get("minimum_htlc_out_msat", 0)),
+                "receivable_msat": msat(c.get("receivable_msat", 0)),
+                "peer_connected": c.get("peer_connected", False),
+            })
+        return out
+
+    # --- actions -----------------------------------------------------------
+    def fund_jit_channel(self, peer_id: str, amount_sat: int) -> str:
+        """Zero-conf, unannounced, scid-alias channel (bLIP-52). Returns its id;
+        raises FundingError."""
+        try:
+            result = self.rpc().call("fundchannel", {
+                "id": peer_id, "amount": amount_sat, "announce": False, "mindepth": 0,
+                "channel_type": [12, 46, 50]})
+        except RpcError as e:
+            error = e.error if isinstance(e.error, dict) else {}
+            code = error.get("code")
+            message = str(error.get("message", e))
+            raise FundingError(message,
+                               refused_by_peer=code not in _LSP_SIDE_FUNDING_ERRORS) from None
+        return result["channel_id"]
+
+    def set_channel_fee(self, channel_id: str, base_msat: int, ppm: int) -> None:
+        self.rpc().call("setchannel", {"id": channel_id, "feebase": base_msat,
+                                       "feeppm": ppm})
+
+    def default_channel_fee(self) -> tuple:
+        return (int(self.config("fee-base") or 0), int(self.config("fee-per-satoshi") or 0))
+
+    def create_invoice(self, amount_msat: Optional[int], label: str, description: str,
+                       expiry_s: int) -> dict:
+        return self.rpc().call("invoice", {
+            "amount_msat": amount_msat if amount_msat is not None else "any",
+            "label": label, "description": description, "expiry": expiry_s})
+
+    def sign_invoice(self, unsigned: str) -> str:
+        return self.rpc().call("signinvoice", {"invstring": unsigned})["bolt11"]
+
+    def invoice_status(self, label: str) -> Optional[dict]:
+        found = self.rpc().call("listinvoices", {"label": label})["invoices"]
+        return found[0] if found else None
 
 
 def new_request_id() -> str:

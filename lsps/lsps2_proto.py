@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -122,6 +122,11 @@ class OpeningFeeParams:
     min_payment_size_msat: int
     max_payment_size_msat: int
     promise: str = ""
+    # The object exactly as the LSP sent it: clients hand it back verbatim.
+    raw: Optional[dict] = field(default=None, compare=False, hash=False, repr=False)
+
+    def wire(self) -> dict:
+        return dict(self.raw) if self.raw is not None else self.to_json()
 
     def to_json(self) -> dict:
         return {
@@ -160,6 +165,7 @@ class OpeningFeeParams:
             max_payment_size_msat=parse_msat(obj["max_payment_size_msat"],
                                              "max_payment_size_msat"),
             promise=promise,
+            raw=dict(obj),
         )
 
     def fee_for(self, payment_size_msat: int) -> Optional[int]:

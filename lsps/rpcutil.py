@@ -34,3 +34,43 @@ def fail_request(request, code: int, message: str, data: Optional[dict] = None) 
     request.state = RequestState.FAILED
     request.termination_tb = "clnlsp fail_request"
     request._write_result({"jsonrpc": "2.0", "id": request.id, "error": error})
+
+
+def optional_amount(value: Any, name: str) -> Optional[int]:
+    """An msat amount from the command line: integer, "123" or "123msat"."""
+    if value is None:
+        return None
+    text = str(value)
+    if text.endswith("msat"):
+        text = text[:-4]
+    if isinstance(value, bool) or not text.isdigit() or int(text) > 2**64 - 1:
+        raise RpcException(f"{name}: expected an amount in msat, got {value!r}", INVALID_PARAMS)
+    return int(text)
+
+
+def optional_int(value: Any, name: str, minimum: int = 0) -> Optional[int]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not str(value).isdigit() or int(value) < minimum:
+        raise RpcException(f"{name}: expected an integer of at least {minimum}, got {value!r}",
+                           INVALID_PARAMS)
+    return int(value)
+
+
+def run_in_worker(pool, request, work) -> None:
+    """Answer an async RPC request with work() done on a worker thread.
+
+    ClientError keeps its code and data; RpcException its code; anything
+    else is reported as an internal error with its message."""
+    from .client import ClientError
+
+    def run():
+        try:
+            request.set_result(work())
+        except ClientError as e:
+            fail_request(request, e.code, e.message, e.data)
+        except RpcException as e:
+            fail_request(request, e.code, e.message)
+        except Exception as e:
+            fail_request(request, -32603, f"{request.method} failed: {e}")
+    pool.submit(run)

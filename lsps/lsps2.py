@@ -1,0 +1,517 @@
+"""LSPS2 at run time: the pure cores driven by node events, with persistence.
+
+`Lsps2Service` (LSP role) and `Lsps2Client` (wallet role) hold the live
+state: sessions and purchases (persisted write-ahead in the datastore) and
+the pending `htlc_accepted` requests they answer later. lightningd is reached
+only through `ClnNode` (lsps/cln.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional
+
+from . import bolt11
+from . import lsps2_client as C
+from . import lsps2_service as S
+from .client import ClientError
+from .cln import ClnNode, FundingError, htlc_continue, htlc_fail, msat
+from .jsonrpc import LspsError
+from .lsps2_proto import (
+    EXTRA_FEE_TLV,
+    OpeningFeeParams,
+    ProtocolError,
+    format_scid,
+    parse_scid,
+    parse_tlv_stream,
+    serialize_tlv_stream,
+    strip_length_prefix,
+    tu64,
+)
+from .service import DEFERRED, Dispatcher, MethodSpec
+from .store import Store
+
+SESSIONS = "lsps2-sessions"
+PURCHASES = "lsps2-purchases"
+# After a restart, lightningd replays htlc_accepted for every unresolved HTLC;
+# parts of a persisted session that have not come back by then are gone.
+REPLAY_GRACE_S = 15
+
+Responder = Callable[[dict], None]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Lsps2Service:
+    def __init__(self, node: ClnNode, store: Store, service: S.Service, dispatcher: Dispatcher,
+                 schedule, is_connected: Callable[[str], bool],
+                 log: Callable[[str, str], None]):
+        self.node = node
+        self.store = store
+        self.core = service
+        self.schedule = schedule
+        self.is_connected = is_connected
+        self.log = log
+        self.lock = threading.RLock()
+        self.sessions: Dict[str, dict] = {}          # scid string -> session
+        self.waiting: Dict[str, Responder] = {}      # part key -> hook responder
+        self.ready_waiters: Dict[str, str] = {}      # channel_id -> scid
+        self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
+        dispatcher.register(MethodSpec("lsps2.get_info", 2, self._get_info,
+                                       optional=frozenset({"token"})))
+        dispatcher.register(MethodSpec("lsps2.buy", 2, self._buy,
+                                       required=frozenset({"opening_fee_params"}),
+                                       optional=frozenset({"payment_size_msat"})))
+
+    # --- start-up ------------------------------------------------------------
+    def start(self) -> None:
+        loaded = self.store.list(SESSIONS)
+        with self.lock:
+            self.sessions.update(loaded)
+            for session in loaded.values():
+                for p in session["parts"]:
+                    p["replayed"] = False
+                self._arm_deadline(session)
+        self.schedule(REPLAY_GRACE_S, self._after_replay)
+
+    def _after_replay(self) -> None:
+        """Drop persisted parts lightningd did not replay; resume opens."""
+        with self.lock:
+            for session in self.sessions.values():
+                gone = [p for p in session["parts"] if not p.get("replayed", True)]
+                if not gone:
+                    if session["state"] == S.OPENING and session["channel_id"] is None:
+                        self._resume_open(session)
+                    continue
+                session["parts"] = [p for p in session["parts"] if p.get("replayed", True)]
+                if not session["parts"] and session["state"] in (S.COLLECTING, S.OPENING):
+                    session["state"] = S.WAITING
+                    session["first_part_ms"] = None
+                    session["payment_hash"] = None
+                self._persist(session)
+                if session["state"] == S.OPENING and session["channel_id"] is None:
+                    self._resume_open(session)
+
+    # --- LSPS2 methods -----------------------------------------------------------
+    def _get_info(self, call) -> dict:
+        return {"opening_fee_params_menu": self.core.menu(call.peer_id, now_ms(),
+                                                          call.params.get("token"))}
+
+    def _buy(self, call):
+        # Checking liquidity and persisting need RPC round trips: off the loop.
+        def work():
+            try:
+                call.respond(self._do_buy(call.peer_id, call.params))
+            except LspsError as e:
+                call.fail(e)
+            except Exception as e:
+                self.log(f"lsps2.buy from {call.peer_id} failed: {e!r}", "warn")
+                call.fail(LspsError(-32603, "internal error"))
+        self.workers.submit(work)
+        return DEFERRED
+
+    def _do_buy(self, client_id: str, params: dict) -> dict:
+        inbound = sum(c["receivable_msat"] for c in self.node.channels()
+                      if c["state"] == "CHANNELD_NORMAL" and c["peer_connected"])
+        fee_params, size, fee = self.core.check_buy(
+            client_id, params["opening_fee_params"], params.get("payment_size_msat"),
+            now_ms(), inbound if params.get("payment_size_msat") is not None else None)
+        scid = self._new_scid()
+        session = S.new_session(scid, client_id, fee_params, size, fee, now_ms())
+        with self.lock:
+            self.sessions[scid] = session
+            self._persist(session)
+            self._arm_deadline(session)
+        self.log(f"lsps2: JIT session {scid} for {client_id} "
+                 f"({'size ' + str(size) if size is not None else 'no-MPP'})", "info")
+        return {"jit_channel_scid": scid,
+                "lsp_cltv_expiry_delta": self.core.policy.cltv_expiry_delta,
+                "client_trusts_lsp": False}
+
+    def _new_scid(self) -> str:
+        """Random, in block heights no chain will reach soon, and unlike any
+        real scid or alias of ours or an existing session."""
+        taken = {parse_scid(s) for c in self.node.channels() for s in c["scids"]}
+        with self.lock:
+            taken |= {parse_scid(s) for s in self.sessions}
+        while True:
+            block = 10_000_000 + secrets.randbelow(6_000_000)
+            scid = block << 40 | secrets.randbelow(1 << 24) << 16 | secrets.randbelow(1 << 16)
+            if scid not in taken:
+                return format_scid(scid)
+
+    # --- HTLCs ------------------------------------------------------------------
+    def owns(self, scid: Optional[str]) -> bool:
+        with self.lock:
+            return scid is not None and scid in self.sessions
+
+    def on_htlc(self, onion: dict, htlc: dict, respond: Responder) -> None:
+        """An HTLC whose next hop is one of our jit scids."""
+        scid = onion["short_channel_id"]
+        key = S.part_key(htlc["short_channel_id"], htlc["id"])
+        part = {"key": key, "payment_hash": htlc["payment_hash"],
+                "amount_msat": msat(htlc["amount_msat"]),
+                "forward_msat": msat(onion["forward_msat"]),
+                "cltv_expiry": htlc["cltv_expiry"], "payload": onion["payload"]}
+        with self.lock:
+            session = self.sessions[scid]
+            known = next((p for p in session["parts"] if p["key"] == key), None)
+            if known is not None:
+                known["replayed"] = True
+            self.waiting[key] = respond
+            decision = S.on_htlc(session, part, now_ms(), self.is_connected(session["client_id"]))
+            self._apply(session, decision)
+
+    def on_connect(self, peer_id: str) -> None:
+        with self.lock:
+            for session in self.sessions.values():
+                if session["client_id"] == peer_id:
+                    self._apply(session, S.on_client_connected(session, now_ms()))
+
+    def on_block(self, height: int) -> None:
+        with self.lock:
+            for session in self.sessions.values():
+                self._apply(session, S.on_block(session, height,
+                                                self.core.policy.htlc_expiry_margin, now_ms()))
+
+    def on_channel_state(self, channel_id: str, new_state: str) -> None:
+        if new_state != "CHANNELD_NORMAL":
+            return
+        with self.lock:
+            scid = self.ready_waiters.pop(channel_id, None)
+        if scid is not None:
+            self.workers.submit(self._channel_ready, scid, channel_id)
+
+    def on_forward_event(self, scid_out: Optional[str], in_channel: Optional[str],
+                         in_htlc_id: Optional[int], status: str) -> None:
+        """forward_event: a forwarded part settled, so the purchase is done."""
+        if status != "settled" or in_channel is None or in_htlc_id is None:
+            return
+        key = S.part_key(in_channel, in_htlc_id)
+        with self.lock:
+            for session in self.sessions.values():
+                if S.on_part_resolved(session, key, True, now_ms()):
+                    self._persist(session)
+
+    # --- decisions ----------------------------------------------------------
+    def _apply(self, session: dict, d: S.Decision) -> None:
+        """Carry out a decision. Caller holds the lock. Persist first: an
+        answer given before its record is written could be repeated."""
+        if d.changed:
+            self._persist(session)
+        for key, code in d.fail.items():
+            self._answer(key, htlc_fail(code))
+        for key, (amount, fee) in d.forward.items():
+            self._answer(key, self._forward_result(session, key, amount, fee))
+        if d.open:
+            self._start_open(session)
+        self._arm_deadline(session)
+
+    def _answer(self, key: str, result: dict) -> None:
+        respond = self.waiting.pop(key, None)
+        if respond is not None:
+            respond(result)
+
+    def _forward_result(self, session: dict, key: str, amount: int, fee: int) -> dict:
+        part = next((p for p in session["parts"] if p["key"] == key), None)
+        payload_hex = part["payload"] if part else None
+        if payload_hex is None:
+            return htlc_continue(forward_to=session["channel_id"])
+        records = parse_tlv_stream(strip_length_prefix(bytes.fromhex(payload_hex)))
+        records[2] = tu64(amount)
+        extra = serialize_tlv_stream({EXTRA_FEE_TLV: fee.to_bytes(8, "big")}) if fee else None
+        return htlc_continue(payload=serialize_tlv_stream(records).hex(),
+                             forward_to=session["channel_id"],
+                             extra_tlvs=extra.hex() if extra else None)
+
+    def _start_open(self, session: dict) -> None:
+        session["pre_channels"] = [c["channel_id"] for c in
+                                   self.node.channels(session["client_id"])]
+        self._persist(session)
+        self.workers.submit(self._open, session["scid"])
+
+    def _resume_open(self, session: dict) -> None:
+        """OPENING after a restart: adopt a channel the open made, else retry."""
+        pre = set(session.get("pre_channels") or [])
+        for c in self.node.channels(session["client_id"]):
+            if c["channel_id"] not in pre and c["opener"] == "local" and \
+                    c["state"] in ("CHANNELD_AWAITING_LOCKIN", "CHANNELD_NORMAL"):
+                self.log(f"lsps2: {session['scid']} adopts channel {c['channel_id']} "
+                         "opened before the restart", "info")
+                self._await_ready(session["scid"], c["channel_id"])
+                return
+        self.workers.submit(self._open, session["scid"])
+
+    def _open(self, scid: str) -> None:
+        with self.lock:
+            session = self.sessions[scid]
+            if session["state"] != S.OPENING:
+                return
+            client = session["client_id"]
+            size = sum(p["forward_msat"] for p in session["parts"])
+            if session["payment_size_msat"] is not None:
+                size = max(size, session["payment_size_msat"])
+        amount_sat = max(self.core.policy.min_channel_sat, (size // 1000) * 2 + 10_000)
+        try:
+            channel_id = self.node.fund_jit_channel(client, amount_sat)
+        except FundingError as e:
+            self.log(f"lsps2: opening for {scid} failed: {e}", "warn")
+            with self.lock:
+                self._apply(session, S.on_open_failed(session, e.refused_by_peer, str(e),
+                                                      now_ms()))
+            return
+        except Exception as e:
+            self.log(f"lsps2: opening for {scid} failed: {e!r}", "warn")
+            with self.lock:
+                self._apply(session, S.on_open_failed(session, False, repr(e), now_ms()))
+            return
+        self._await_ready(scid, channel_id)
+
+    def _await_ready(self, scid: str, channel_id: str) -> None:
+        with self.lock:
+            self.sessions[scid]["opening_channel_id"] = channel_id
+            self._persist(self.sessions[scid])
+            self.ready_waiters[channel_id] = scid
+        # The state may have changed before we started listening.
+        for c in self.node.channels():
+            if c["channel_id"] == channel_id and c["state"] == "CHANNELD_NORMAL":
+                self.on_channel_state(channel_id, "CHANNELD_NORMAL")
+                break
+        self.schedule(self.core.policy.open_timeout_s,
+                      lambda: self._ready_timeout(scid, channel_id))
+
+    def _ready_timeout(self, scid: str, channel_id: str) -> None:
+        with self.lock:
+            if self.ready_waiters.pop(channel_id, None) is None:
+                return
+            session = self.sessions[scid]
+            self._apply(session, S.on_open_failed(
+                session, False, "channel not ready in time", now_ms()))
+
+    def _channel_ready(self, scid: str, channel_id: str) -> None:
+        minimum = next((c["htlc_minimum_msat"] for c in self.node.channels()
+                        if c["channel_id"] == channel_id), 1)
+        # The invoice's route hint promises 0/0 on this hop, and lightningd
+        # checks forwarding fees even on parts we forward at cost: zero them
+        # until valid_until (the session's deadline restores the defaults).
+        try:
+            self.node.set_channel_fee(channel_id, 0, 0)
+        except Exception as e:
+            self.log(f"lsps2: could not zero fees on {channel_id}: {e!r}", "warn")
+        with self.lock:
+            session = self.sessions[scid]
+            self._apply(session, S.on_channel_ready(session, channel_id, max(minimum, 1),
+                                                    now_ms()))
+
+    # --- deadlines --------------------------------------------------------------
+    def _arm_deadline(self, session: dict) -> None:
+        state = session["state"]
+        if state == S.COLLECTING and session["first_part_ms"] is not None:
+            at = min(session["first_part_ms"] + S.MPP_COLLECTION_MS, session["valid_until_ms"])
+        elif state == S.WAITING or (state in (S.FORWARDING, S.DONE) and session["channel_id"]
+                                    and not session.get("fees_restored")):
+            at = session["valid_until_ms"]
+        else:
+            return
+        if session.get("_armed_at") == at:
+            return
+        session["_armed_at"] = at
+        scid = session["scid"]
+        self.schedule(max(0.0, (at - now_ms()) / 1000 + 0.05), lambda: self._tick(scid))
+
+    def _tick(self, scid: str) -> None:
+        with self.lock:
+            session = self.sessions.get(scid)
+            if session is None:
+                return
+            session.pop("_armed_at", None)
+            self._apply(session, S.on_tick(session, now_ms()))
+            restore = (session["state"] in (S.FORWARDING, S.DONE) and session["channel_id"]
+                       and now_ms() >= session["valid_until_ms"]
+                       and not session.get("fees_restored"))
+        if restore:
+            # The jit scid has expired: the channel is an ordinary one now.
+            try:
+                self.node.set_channel_fee(session["channel_id"], *self.node.default_channel_fee())
+            except Exception as e:
+                self.log(f"lsps2: could not restore fees on {session['channel_id']}: {e!r}",
+                         "warn")
+                return
+            with self.lock:
+                session["fees_restored"] = True
+                self._persist(session)
+
+    def _persist(self, session: dict) -> None:
+        record = {k: v for k, v in session.items() if not k.startswith("_")}
+        record["parts"] = [{k: v for k, v in p.items() if k != "replayed"}
+                           for p in session["parts"]]
+        self.store.put(SESSIONS, session["scid"], record)
+
+    # --- operator view -------------------------------------------------------------
+    def list_sessions(self, peer_id: Optional[str], scid: Optional[str]) -> List[dict]:
+        with self.lock:
+            out = []
+            for s in self.sessions.values():
+                if peer_id and s["client_id"] != peer_id or scid and s["scid"] != scid:
+                    continue
+                out.append({
+                    "jit_channel_scid": s["scid"], "peer_id": s["client_id"],
+                    "state": s["state"], "opening_fee_params": s["params"],
+                    "payment_size_msat": s["payment_size_msat"],
+                    "opening_fee_msat": s["opening_fee_msat"],
+                    "payment_hash": s["payment_hash"],
+                    "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
+                               "forward_msat": p["forward_msat"],
+                               "cltv_expiry": p["cltv_expiry"],
+                               "arrived_at": p["arrived_ms"] // 1000,
+                               "forwarded_msat": (s["forwards"].get(p["key"]) or [None])[0]}
+                              for p in s["parts"]],
+                    "channel_id": s["channel_id"] or s.get("opening_channel_id"),
+                    "created_at": s["created_ms"] // 1000,
+                    "updated_at": s["updated_ms"] // 1000,
+                    "valid_until": s["valid_until_ms"] // 1000,
+                    "failures": [{"at": f["at_ms"] // 1000, "reason": f["reason"],
+                                  "parts": f["parts"]} for f in s["failures"]],
+                })
+            return out
+
+
+class Lsps2Client:
+    def __init__(self, node: ClnNode, store: Store, call, log: Callable[[str, str], None]):
+        """`call(peer, method, params, on_done)` is the LSPS0 client."""
+        self.node = node
+        self.store = store
+        self.call = call
+        self.log = log
+        self.lock = threading.Lock()
+        self.purchases: Dict[str, dict] = {}   # payment_hash -> purchase
+        self.seen_fees: Dict[str, dict] = {}   # payment_hash -> {htlc key: (fee, at)}
+        self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clnlsp-lsps2c")
+
+    def start(self) -> None:
+        with self.lock:
+            self.purchases.update(self.store.list(PURCHASES))
+
+    # --- commands (run on a worker; `done` gets a result dict or ClientError) ---
+    def _request(self, lsp_id: str, method: str, params: dict) -> Any:
+        box: dict = {}
+        event = threading.Event()
+
+        def on_done(outcome):
+            box["outcome"] = outcome
+            event.set()
+        self.call(lsp_id, method, params, on_done)
+        event.wait()
+        if isinstance(box["outcome"], ClientError):
+            raise box["outcome"]
+        return box["outcome"]
+
+    def get_info(self, lsp_id: str, token: Optional[str]) -> dict:
+        params = {"token": token} if token is not None else {}
+        result = self._request(lsp_id, "lsps2.get_info", params)
+        menu = C.parse_menu(lsp_id, result)
+        # Integer msat for the operator; everything else (promise, valid_until)
+        # exactly as the LSP sent it, so it can be handed back to lsps2-buy.
+        return {"opening_fee_params_menu": [
+            {**p.wire(), "min_fee_msat": p.min_fee_msat,
+             "min_payment_size_msat": p.min_payment_size_msat,
+             "max_payment_size_msat": p.max_payment_size_msat} for p in menu]}
+
+    def buy(self, lsp_id: str, amount_msat: Optional[int], description: str,
+            label: Optional[str], token: Optional[str], opening_fee_params: Optional[dict],
+            max_fee_msat: Optional[int], expiry: Optional[int]) -> dict:
+        start = now_ms()
+        to_self_delay = int(self.node.config("watchtime-blocks") or 144)
+        if opening_fee_params is not None:
+            try:
+                menu = [OpeningFeeParams.from_json(opening_fee_params)]
+            except ProtocolError as e:
+                raise ClientError(C.BAD_ARGUMENT, f"opening_fee_params: {e}") from None
+        else:
+            params = {"token": token} if token is not None else {}
+            menu = C.parse_menu(lsp_id, self._request(lsp_id, "lsps2.get_info", params))
+        choice = C.choose(menu, amount_msat, start, to_self_delay, max_fee_msat)
+
+        buy_params: dict = {"opening_fee_params": choice.params.wire()}
+        if amount_msat is not None:
+            buy_params["payment_size_msat"] = str(amount_msat)
+        bought = C.parse_buy_result(lsp_id, self._request(lsp_id, "lsps2.buy", buy_params))
+
+        valid_for_s = (choice.params.valid_until_ms - now_ms()) // 1000 - C.EXPIRY_MARGIN_S
+        expiry_s = max(60, min(expiry or 3600, valid_for_s))
+        label = label or f"clnlsp-lsps2-{secrets.token_hex(8)}"
+        invoice = self.node.create_invoice(amount_msat, label, description, expiry_s)
+        unsigned = bolt11.rewrite_for_jit(
+            invoice["bolt11"], lsp_id, parse_scid(bought["jit_channel_scid"]),
+            bought["lsp_cltv_expiry_delta"], allow_mpp=amount_msat is not None)
+        signed = self.node.sign_invoice(unsigned)
+
+        purchase = {
+            "lsp_id": lsp_id, "payment_hash": invoice["payment_hash"], "label": label,
+            "bolt11": signed, "jit_channel_scid": bought["jit_channel_scid"],
+            "lsp_cltv_expiry_delta": bought["lsp_cltv_expiry_delta"],
+            "client_trusts_lsp": bought["client_trusts_lsp"],
+            "opening_fee_params": choice.params.wire(),
+            "payment_size_msat": amount_msat, "opening_fee_msat": choice.fee_msat,
+            "valid_until": choice.params.valid_until_ms // 1000,
+            "expires_at": invoice["expires_at"], "state": C.WAITING,
+            "created_at": start // 1000,
+        }
+        self.store.put(PURCHASES, purchase["payment_hash"], purchase)
+        with self.lock:
+            self.purchases[purchase["payment_hash"]] = purchase
+        out = {k: purchase[k] for k in ("bolt11", "payment_hash", "label", "jit_channel_scid",
+                                         "lsp_cltv_expiry_delta", "valid_until",
+                                         "opening_fee_params")}
+        out["expires_at"] = purchase["expires_at"]
+        if choice.fee_msat is not None:
+            out["opening_fee_msat"] = choice.fee_msat
+        return out
+
+    # --- node events ------------------------------------------------------------------
+    def accepts_zeroconf_from(self, peer_id: str) -> bool:
+        now = time.time()
+        with self.lock:
+            return any(p["lsp_id"] == peer_id and p["state"] == C.WAITING
+                       and p["valid_until"] > now for p in self.purchases.values())
+
+    def on_htlc(self, onion: dict, htlc: dict) -> Optional[dict]:
+        """A hook answer for an HTLC of one of our JIT invoices, else None."""
+        with self.lock:
+            purchase = self.purchases.get(htlc["payment_hash"])
+            if purchase is None or onion.get("short_channel_id"):
+                return None
+            fees = self.seen_fees.setdefault(htlc["payment_hash"], {})
+            verdict = C.check_jit_htlc(
+                purchase, S.part_key(htlc["short_channel_id"], htlc["id"]),
+                msat(htlc["amount_msat"]), onion["payload"], htlc.get("extra_tlvs"),
+                fees, now_ms())
+        if not verdict.accept:
+            self.log(f"lsps2: HTLC for {htlc['payment_hash']} not taken as a JIT part: "
+                     f"{verdict.reason}", "info")
+            return None
+        return htlc_continue(payload=verdict.payload, invoice_msat=verdict.invoice_msat)
+
+    def on_invoice_paid(self, label: str) -> None:
+        with self.lock:
+            purchase = next((p for p in self.purchases.values() if p["label"] == label), None)
+            if purchase is None or purchase["state"] == C.PAID:
+                return
+            purchase["state"] = C.PAID
+            purchase["paid_at"] = int(time.time())
+            self.seen_fees.pop(purchase["payment_hash"], None)
+        self.store.put(PURCHASES, purchase["payment_hash"], purchase)
+
+    def list_buys(self) -> List[dict]:
+        now = time.time()
+        with self.lock:
+            purchases = [dict(p) for p in self.purchases.values()]
+        for p in purchases:
+            if p["state"] == C.WAITING and now >= min(p["valid_until"], p["expires_at"]):
+                p["state"] = C.EXPIRED
+        return sorted(purchases, key=lambda p: p["created_at"])

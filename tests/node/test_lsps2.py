@@ -1,0 +1,185 @@
+"""LSPS2 JIT channels between real nodes: payer -- LSP -- client (no channel yet)."""
+import pytest
+from pyln.client import RpcError
+from pyln.testing.utils import only_one, wait_for
+
+LSP_OPTS = {"lsp-service": None, "lsp-lsps2-min-fee-msat": 2000,
+            "lsp-lsps2-proportional": 10000, "lsp-lsps2-cltv-expiry-delta": 40}
+
+
+def jit_topology(node_factory, plugin_path, lsp_opts=None, client_opts=None, fund_lsp=True,
+                 may_reconnect=False):
+    payer, lsp, client = node_factory.get_nodes(3, opts=[
+        {"may_reconnect": may_reconnect},
+        {"plugin": plugin_path, **LSP_OPTS, **(lsp_opts or {}), "may_reconnect": may_reconnect},
+        {"plugin": plugin_path, **(client_opts or {}), "may_reconnect": may_reconnect},
+    ])
+    node_factory.join_nodes([payer, lsp], wait_for_announce=True)
+    if fund_lsp:
+        lsp.fundwallet(10**7)
+    client.connect(lsp)
+    return payer, lsp, client
+
+
+def received_msat(node, label):
+    inv = only_one(node.rpc.listinvoices(label)["invoices"])
+    return inv["status"], inv.get("amount_received_msat")
+
+
+def client_channels(client, lsp):
+    return client.rpc.listpeerchannels(lsp.info["id"])["channels"]
+
+
+def test_getinfo_menu(node_factory, plugin_path):
+    client, lsp = node_factory.get_nodes(2, opts=[
+        {"plugin": plugin_path},
+        {"plugin": plugin_path, **LSP_OPTS, "lsp-lsps2-menu-entry": "5000/20000"}])
+    client.connect(lsp)
+    assert client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp.info["id"]}) == {
+        "protocols": [2]}
+    menu = client.rpc.call("lsps2-getinfo", {"lsp_id": lsp.info["id"]})[
+        "opening_fee_params_menu"]
+    assert [(m["min_fee_msat"], m["proportional"]) for m in menu] == [(2000, 10000),
+                                                                     (5000, 20000)]
+    assert all(len(m["promise"]) == 64 and m["valid_until"].endswith("Z") for m in menu)
+
+
+def test_no_mpp_variable_invoice_paid_with_xpay(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "label": "jit-var"})
+    assert "opening_fee_msat" not in buy
+    decoded = client.rpc.decode(buy["bolt11"])
+    assert decoded["valid"]
+    assert "amount_msat" not in decoded
+    hop = only_one(only_one(decoded["routes"]))
+    assert hop["pubkey"] == lsp.info["id"]
+    assert hop["short_channel_id"] == buy["jit_channel_scid"]
+    assert (hop["fee_base_msat"], hop["fee_proportional_millionths"],
+            hop["cltv_expiry_delta"]) == (0, 0, 40)
+
+    amount = 5_000_000
+    payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=amount)
+    fee = max(2000, -(-amount * 10000 // 1_000_000))
+    status, got = received_msat(client, "jit-var")
+    assert status == "paid" and got == amount - fee
+    channel = only_one(client_channels(client, lsp))
+    assert channel["private"] is True
+    wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "state"] == "done")
+    buys = client.rpc.call("lsps2-listbuys", {})["buys"]
+    assert only_one(buys)["state"] == "paid"
+
+
+def test_mpp_fixed_invoice_paid_in_parts(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    amount = 3_000_000
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": amount,
+                                        "label": "jit-fixed"})
+    fee = buy["opening_fee_msat"]
+    assert fee == 30_000
+    decoded = client.rpc.decode(buy["bolt11"])
+    assert decoded["amount_msat"] == amount
+    # Pay in parts through sendpay so the set really is multi-part.
+    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
+    final_cltv = decoded["min_final_cltv_expiry"]
+    parts = [1_000_000, 2_000_000]
+    for i, part in enumerate(parts):
+        hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
+                 "direction": first["direction"], "amount_msat": part,
+                 "delay": final_cltv + 40, "style": "tlv"},
+                {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
+                 "amount_msat": part, "delay": final_cltv, "style": "tlv"}]
+        payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
+                          amount_msat=amount, partid=i + 1, groupid=1, bolt11=buy["bolt11"])
+    for i in range(len(parts)):
+        payer.rpc.waitsendpay(buy["payment_hash"], partid=i + 1, groupid=1, timeout=120)
+    status, got = received_msat(client, "jit-fixed")
+    assert status == "paid" and got == amount - fee
+    assert len(client_channels(client, lsp)) == 1
+    session = only_one(lsp.rpc.call("lsps2-service-sessions",
+                                    {"peer_id": client.info["id"]})["sessions"])
+    assert len(session["parts"]) == 2
+    assert sum(p["forward_msat"] - p["forwarded_msat"] for p in session["parts"]) == fee
+
+
+SECRET = "11" * 32
+
+
+def test_service_errors_on_the_wire(node_factory, plugin_path):
+    """Every lsps2.get_info / lsps2.buy error code, from raw requests."""
+    import json
+    import os
+    import time
+
+    from lsps import lsps2_proto as P
+
+    fake = os.path.join(os.path.dirname(__file__), "plugins", "fake_lsp.py")
+    raw, lsp = node_factory.get_nodes(2, opts=[
+        {"plugin": fake},
+        {"plugin": plugin_path, **LSP_OPTS, "lsp-lsps2-token": "gold",
+         "lsp-lsps2-promise-secret": SECRET,
+         "lsp-lsps2-min-payment-msat": 100_000, "lsp-lsps2-max-payment-msat": 10**9}])
+    raw.connect(lsp)
+    sent = []
+
+    def ask(method, params):
+        rid = f"r{len(sent)}"
+        sent.append(rid)
+        body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        raw.rpc.sendcustommsg(lsp.info["id"], "9419" + body.encode().hex())
+        wait_for(lambda: any(json.loads(m["text"]).get("id") == rid
+                             for m in raw.rpc.call("fakelsp-received")["messages"]))
+        return next(json.loads(m["text"]) for m in raw.rpc.call("fakelsp-received")["messages"]
+                    if json.loads(m["text"]).get("id") == rid)
+
+    assert ask("lsps2.get_info", {})["error"]["code"] == 200
+    assert ask("lsps2.get_info", {"token": "silver"})["error"]["code"] == 200
+    assert ask("lsps2.get_info", {"token": "gold", "x": 1})["error"]["data"] == {
+        "unrecognized": ["x"]}
+    menu = ask("lsps2.get_info", {"token": "gold"})["result"]["opening_fee_params_menu"]
+    params = menu[0]
+    bought = ask("lsps2.buy", {"opening_fee_params": params})["result"]
+    assert bought["lsp_cltv_expiry_delta"] == 40 and bought["client_trusts_lsp"] is False
+    assert P.parse_scid(bought["jit_channel_scid"]) >> 40 >= 10_000_000
+
+    def code(p, size):
+        body = {"opening_fee_params": p}
+        if size is not None:
+            body["payment_size_msat"] = size
+        return ask("lsps2.buy", body)["error"]["code"]
+
+    assert code(dict(params, min_fee_msat="1"), "500000") == 201          # bad promise
+    me = raw.info["id"]
+    past = P.OpeningFeeParams(2000, 10000, (int(time.time()) - 10) * 1000, 1008, 2016,
+                              100_000, 10**9)
+    past_json = dict(past.to_json(), promise=P.make_promise(bytes.fromhex(SECRET), me, past))
+    assert code(past_json, "500000") == 201                              # expired
+    assert code(params, "99999") == 202                                  # below min
+    assert code(params, str(10**9 + 1)) == 203                           # above max
+    assert code(params, "1000000000000") == 203                          # above max / liquidity
+    assert code(params, "abc") == -32602
+    assert code({k: v for k, v in params.items() if k != "promise"}, "500000") == -32602
+    assert ask("lsps2.buy", {})["error"]["code"] == -32602               # missing param
+    # The LSP has no inbound liquidity at all here: a valid size is too large for it
+    # (no-MPP buys, above, need no liquidity check at buy time).
+    assert code(params, "500000") == 203
+
+
+def test_client_side_checks(node_factory, plugin_path):
+    client, lsp = node_factory.get_nodes(2, opts=[
+        {"plugin": plugin_path},
+        {"plugin": plugin_path, **LSP_OPTS, "lsp-lsps2-min-payment-msat": 100_000,
+         "lsp-lsps2-max-payment-msat": 10**9}])
+    client.connect(lsp)
+    lsp_id = lsp.info["id"]
+    for amount in (50_000, 2 * 10**9):
+        with pytest.raises(RpcError) as e:
+            client.rpc.call("lsps2-buy", {"lsp_id": lsp_id, "amount_msat": amount})
+        assert e.value.error["code"] == 1201
+    with pytest.raises(RpcError) as e:
+        client.rpc.call("lsps2-buy", {"lsp_id": lsp_id, "amount_msat": 500_000,
+                                      "max_fee_msat": 10})
+    assert e.value.error["code"] == 1202 and e.value.error["data"]["opening_fee_msat"] == 5000
+    with pytest.raises(RpcError) as e:
+        client.rpc.call("lsps2-buy", {"lsp_id": lsp_id, "amount_msat": "lots"})
+    assert e.value.error["code"] == -32602
