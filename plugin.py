@@ -196,6 +196,8 @@ def on_connect(plugin, connect=None, **kwargs):
     peer_id = (connect or kwargs).get("id")
     if peer_id and "lsps0" in state:
         state["lsps0"].on_connect(peer_id)
+    if peer_id and "lsps2_service" in state:
+        state["lsps2_service"].on_connect(peer_id)
 
 
 @plugin.subscribe("disconnect")

@@ -183,3 +183,162 @@ def test_client_side_checks(node_factory, plugin_path):
     with pytest.raises(RpcError) as e:
         client.rpc.call("lsps2-buy", {"lsp_id": lsp_id, "amount_msat": "lots"})
     assert e.value.error["code"] == -32602
+
+
+def test_client_without_purchase_refuses_zero_conf(node_factory, plugin_path):
+    client, lsp = node_factory.get_nodes(2, opts=[{"plugin": plugin_path},
+                                                 {"plugin": plugin_path, **LSP_OPTS}])
+    lsp.fundwallet(10**7)
+    lsp.connect(client)
+    with pytest.raises(RpcError, match="zeroconf"):
+        lsp.rpc.fundchannel(client.info["id"], 200_000, announce=False, mindepth=0,
+                            channel_type=[12, 46, 50])
+    assert client.rpc.listpeerchannels()["channels"] == []
+
+
+def _payer_failure(payer, payment_hash):
+    wait_for(lambda: only_one(payer.rpc.listsendpays(payment_hash=payment_hash)["payments"])[
+        "status"] == "failed")
+
+
+def test_lsp_without_funds_fails_parts_cleanly(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, fund_lsp=False)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
+    with pytest.raises(RpcError):
+        payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=5_000_000, retry_for=5)
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
+    assert session["state"] == "waiting" and session["parts"] == []
+    assert "channel open failed" in session["failures"][0]["reason"]
+    assert all(not c.get("htlcs") for c in lsp.rpc.listpeerchannels()["channels"])
+    assert client.rpc.listpeerchannels()["channels"] == []
+
+
+def test_mpp_collection_timeout(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    amount = 3_000_000
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": amount})
+    decoded = client.rpc.decode(buy["bolt11"])
+    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
+    final_cltv = decoded["min_final_cltv_expiry"]
+    hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
+             "direction": first["direction"], "amount_msat": 1_000_000,
+             "delay": final_cltv + 40, "style": "tlv"},
+            {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
+             "amount_msat": 1_000_000, "delay": final_cltv, "style": "tlv"}]
+    payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
+                      amount_msat=amount, partid=1, groupid=1, bolt11=buy["bolt11"])
+    with pytest.raises(RpcError) as e:
+        payer.rpc.waitsendpay(buy["payment_hash"], partid=1, groupid=1, timeout=180)
+    assert e.value.error["data"]["failcode"] == 0x1007  # temporary_channel_failure
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
+    assert session["state"] == "waiting"
+    assert "90 s" in session["failures"][0]["reason"]
+    assert client.rpc.listpeerchannels()["channels"] == []
+
+
+def test_client_offline_when_payment_arrives(node_factory, plugin_path, executor):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "label": "late"})
+    client.rpc.disconnect(lsp.info["id"], force=True)
+    fut = executor.submit(payer.rpc.xpay, invstring=buy["bolt11"], amount_msat=4_000_000)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "state"] == "collecting")
+    client.connect(lsp)
+    fut.result(timeout=120)
+    assert received_msat(client, "late")[0] == "paid"
+    assert len(client_channels(client, lsp)) == 1
+
+
+def test_held_part_failed_before_cltv_expiry(node_factory, plugin_path, bitcoind, executor):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
+    client.stop()  # never comes back
+    fut = executor.submit(payer.rpc.xpay, invstring=buy["bolt11"], amount_msat=4_000_000,
+                          retry_for=1)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "state"] == "collecting")
+    part = only_one(only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])["parts"])
+    height = lsp.rpc.getinfo()["blockheight"]
+    # Mine to just before the margin (6 blocks): still held; one more: failed.
+    bitcoind.generate_block(part["cltv_expiry"] - 7 - height)
+    sync_heights = part["cltv_expiry"] - 7
+    wait_for(lambda: lsp.rpc.getinfo()["blockheight"] == sync_heights)
+    assert only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])["state"] == \
+        "collecting"
+    bitcoind.generate_block(1)
+    with pytest.raises(RpcError):
+        fut.result(timeout=60)
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
+    assert session["state"] == "waiting" and "CLTV" in session["failures"][0]["reason"]
+    assert all(not c.get("htlcs") for c in lsp.rpc.listpeerchannels()["channels"])
+
+
+def test_lsp_restart_while_collecting(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    amount = 3_000_000
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": amount,
+                                        "label": "restart"})
+    decoded = client.rpc.decode(buy["bolt11"])
+    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
+    final_cltv = decoded["min_final_cltv_expiry"]
+
+    def send_part(partid, part):
+        hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
+                 "direction": first["direction"], "amount_msat": part,
+                 "delay": final_cltv + 40, "style": "tlv"},
+                {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
+                 "amount_msat": part, "delay": final_cltv, "style": "tlv"}]
+        payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
+                          amount_msat=amount, partid=partid, groupid=1, bolt11=buy["bolt11"])
+
+    send_part(1, 1_000_000)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "state"] == "collecting")
+    lsp.restart()
+    payer.connect(lsp)
+    client.connect(lsp)
+    wait_for(lambda: len(only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "parts"]) == 1)
+    send_part(2, 2_000_000)
+    for partid in (1, 2):
+        payer.rpc.waitsendpay(buy["payment_hash"], partid=partid, groupid=1, timeout=120)
+    assert received_msat(client, "restart") == ("paid", amount - buy["opening_fee_msat"])
+    assert len(client_channels(client, lsp)) == 1
+
+
+def test_restarts_after_the_open_keep_one_channel_and_no_fee(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
+    payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=5_000_000)
+    client.restart()
+    lsp.restart()
+    payer.connect(lsp)
+    client.connect(lsp)
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
+    assert session["state"] == "done"
+    wait_for(lambda: only_one(client_channels(client, lsp))["state"] == "CHANNELD_NORMAL")
+    # A second payment to the jit scid before valid_until: through the channel, no fee.
+    inv = client.rpc.invoice(1_000_000, "second", "second")
+    route = [{"id": lsp.info["id"],
+              "channel": only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])[
+                  "short_channel_id"], "direction": 0, "amount_msat": 1_000_000,
+              "delay": 60, "style": "tlv"},
+             {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
+              "amount_msat": 1_000_000, "delay": 20, "style": "tlv"}]
+    route[0]["direction"] = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])[
+        "direction"]
+    payer.rpc.sendpay(route, inv["payment_hash"], payment_secret=inv["payment_secret"])
+    payer.rpc.waitsendpay(inv["payment_hash"], timeout=60)
+    assert received_msat(client, "second") == ("paid", 1_000_000)
+    assert len(client_channels(client, lsp)) == 1
+
+
+def test_client_restart_keeps_purchase(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": 2_000_000,
+                                        "label": "after-restart"})
+    client.restart()
+    client.connect(lsp)
+    assert only_one(client.rpc.call("lsps2-listbuys", {})["buys"])["state"] == "waiting"
+    payer.rpc.xpay(invstring=buy["bolt11"])
+    assert received_msat(client, "after-restart") == ("paid", 2_000_000 - 20_000)
