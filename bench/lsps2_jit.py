@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""LSPS2 on real nodes: JIT payment latency, and the plugin's cost on ordinary forwards.
+
+Run:  python bench/lsps2_jit.py [--rounds N] [--payments N]
+Prints one JSON object and writes it to bench/results/lsps2_jit.json.
+
+(a) JIT: payer `xpay`s a client's LSPS2 invoice (buy done beforehand) until
+    it has the preimage; floor: the LSP opens a zero-conf channel to a plain
+    node (`fundchannel` ... mindepth=0), waits for it to be usable, and the
+    payer pays that node over it. Medians over N rounds, each with a fresh
+    client. Target ratio jit/floor <= 1.3.
+(b) Forwards: payer -> LSP -> receiver over announced channels, N payments
+    in a row, once with clnlsp loaded on the LSP (lsp-service on) and once
+    without, same run. Target ratio with/without >= 0.9.
+"""
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+RESULT = os.path.join(HERE, "results", "lsps2_jit.json")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "40"))
+PLUGIN = os.path.join(ROOT, "plugin.py")
+ACCEPTOR = os.path.join(HERE, "zeroconf_acceptor.py")
+LSP_OPTS = {"plugin": PLUGIN, "lsp-service": None, "lsp-lsps2-cltv-expiry-delta": 40}
+
+
+sys.path.insert(0, ROOT)
+from lsps import bolt11  # noqa: E402
+from lsps.lsps2_proto import parse_scid  # noqa: E402
+
+
+def _wait_normal(lsp, peer_id, channel_id, timeout=60):
+    end = time.time() + timeout
+    while not any(c["channel_id"] == channel_id and c["state"] == "CHANNELD_NORMAL"
+                  for c in lsp.rpc.listpeerchannels(peer_id)["channels"]):
+        if time.time() > end:
+            raise TimeoutError("channel not usable")
+        time.sleep(0.02)
+
+
+def _jit_rounds(node_factory):
+    payer, lsp = node_factory.get_nodes(2, opts=[{}, LSP_OPTS])
+    node_factory.join_nodes([payer, lsp], wait_for_announce=True, fundamount=10**7)
+    for _ in range(2 * ROUNDS + 1):  # one confirmed UTXO per channel open
+        lsp.fundwallet(10**7)
+    clients = node_factory.get_nodes(ROUNDS, opts={"plugin": PLUGIN})
+    plain = node_factory.get_nodes(ROUNDS, opts={"plugin": ACCEPTOR})
+    jit, floor = [], []
+    amount = 5_000_000
+    for client, other in zip(clients, plain, strict=True):
+        client.connect(lsp)
+        other.connect(lsp)
+        buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
+        t0 = time.perf_counter()
+        payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=amount)
+        jit.append(time.perf_counter() - t0)
+
+        t0 = time.perf_counter()
+        res = lsp.rpc.fundchannel(other.info["id"], 100_000, announce=False, mindepth=0,
+                                  channel_type=[12, 46, 50])
+        _wait_normal(lsp, other.info["id"], res["channel_id"])
+        # Like the JIT invoice, the floor's carries one route hint via the
+        # LSP, here on the fresh channel's alias.
+        chan = lsp.rpc.listpeerchannels(other.info["id"])["channels"][0]
+        inv = other.rpc.invoice(amount, f"floor-{len(floor)}", "floor")
+        raw = bolt11.decode(inv["bolt11"])
+        raw.replace(bolt11.TAG_ROUTE, [bolt11.route_hint_words(
+            lsp.info["id"], parse_scid(chan["alias"]["local"]), chan["fee_base_msat"],
+            chan["fee_proportional_millionths"], 40)])
+        signed = other.rpc.signinvoice(bolt11.encode_unsigned(raw))["bolt11"]
+        payer.rpc.xpay(invstring=signed)
+        floor.append(time.perf_counter() - t0)
+    return jit, floor
+
+
+def _forward_rate(node_factory, lsp_opts):
+    payer, lsp, receiver = node_factory.line_graph(3, wait_for_announce=True,
+                                                   opts=[{}, lsp_opts, {}])
+    invoices = [receiver.rpc.invoice(10_000, f"f{i}", "f")["bolt11"] for i in range(PAYMENTS)]
+    payer.rpc.xpay(invstring=receiver.rpc.invoice(10_000, "warm", "w")["bolt11"])
+    t0 = time.perf_counter()
+    for invstring in invoices:
+        payer.rpc.xpay(invstring=invstring)
+    return PAYMENTS / (time.perf_counter() - t0)
+
+
+def test_bench_lsps2_jit(node_factory):
+    jit, floor = _jit_rounds(node_factory)
+    with_plugin = _forward_rate(node_factory, LSP_OPTS)
+    without = _forward_rate(node_factory, {})
+    jit_ms = round(statistics.median(jit) * 1000, 1)
+    floor_ms = round(statistics.median(floor) * 1000, 1)
+    out = {
+        "benchmark": "lsps2_jit",
+        "jit_payment": {"rounds": ROUNDS, "median_ms": jit_ms,
+                        "all_ms": [round(x * 1000, 1) for x in jit]},
+        "floor_zeroconf_open_and_pay": {"rounds": ROUNDS, "median_ms": floor_ms,
+                                        "all_ms": [round(x * 1000, 1) for x in floor]},
+        "jit_ratio": round(jit_ms / floor_ms, 3), "jit_target_max": 1.3,
+        "forwards": {"payments": PAYMENTS,
+                     "with_plugin_per_s": round(with_plugin, 2),
+                     "without_plugin_per_s": round(without, 2),
+                     "ratio": round(with_plugin / without, 3), "target_min": 0.9},
+        "machine": {"cpus": os.cpu_count()},
+    }
+    out["meets_targets"] = out["jit_ratio"] <= 1.3 and out["forwards"]["ratio"] >= 0.9
+    os.makedirs(os.path.dirname(RESULT), exist_ok=True)
+    with open(RESULT, "w") as f:
+        json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    import pytest
+
+    for flag, env in (("--rounds", "BENCH_ROUNDS"), ("--payments", "BENCH_PAYMENTS")):
+        if flag in sys.argv:
+            os.environ[env] = sys.argv[sys.argv.index(flag) + 1]
+    sys.path.insert(0, ROOT)
+    code = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--rootdir", ROOT])
+    if code != 0 or not os.path.exists(RESULT):
+        sys.exit(code or 1)
+    with open(RESULT) as f:
+        print(f.read())
