@@ -11,7 +11,6 @@ with 8 concurrent callers. ratio = lsps0 / floor (median latency for the
 sequential run, throughput for the concurrent one, inverted so that higher
 than 1 always means "slower than the floor"). Target: ratio <= 1.5.
 """
-import json
 import os
 import statistics
 import sys
@@ -19,8 +18,10 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
 ROOT = os.path.dirname(HERE)
-RESULT = os.path.join(HERE, "results", "lsps0_rtt.json")
 CALLS = int(os.environ.get("BENCH_CALLS", "300"))
 CONCURRENCY = 8
 
@@ -102,19 +103,8 @@ def test_bench_lsps0_rtt(node_factory):
     out = {"benchmark": "lsps0_rtt", "target_ratio_max": 1.5, **results,
            "meets_target": all(r["ratio"] <= 1.5 for r in results.values()),
            "machine": {"cpus": os.cpu_count()}}
-    os.makedirs(os.path.dirname(RESULT), exist_ok=True)
-    with open(RESULT, "w") as f:
-        json.dump(out, f, indent=2)
+    harness.write_result("lsps0_rtt", out)
 
 
 if __name__ == "__main__":
-    import pytest
-
-    if "--calls" in sys.argv:
-        os.environ["BENCH_CALLS"] = sys.argv[sys.argv.index("--calls") + 1]
-    sys.path.insert(0, ROOT)
-    code = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--rootdir", ROOT])
-    if code != 0 or not os.path.exists(RESULT):
-        sys.exit(code or 1)
-    with open(RESULT) as f:
-        print(f.read())
+    harness.main(__file__, "lsps0_rtt", {"--calls": "BENCH_CALLS"})

@@ -13,15 +13,16 @@ Prints one JSON object and writes it to bench/results/lsps2_jit.json.
     in a row, once with clnlsp loaded on the LSP (lsp-service on) and once
     without, same run. Target ratio with/without >= 0.9.
 """
-import json
 import os
 import statistics
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
 ROOT = os.path.dirname(HERE)
-RESULT = os.path.join(HERE, "results", "lsps2_jit.json")
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PAYMENTS = int(os.environ.get("BENCH_PAYMENTS", "40"))
 PLUGIN = os.path.join(ROOT, "plugin.py")
@@ -109,20 +110,9 @@ def test_bench_lsps2_jit(node_factory):
         "machine": {"cpus": os.cpu_count()},
     }
     out["meets_targets"] = out["jit_ratio"] <= 1.3 and out["forwards"]["ratio"] >= 0.9
-    os.makedirs(os.path.dirname(RESULT), exist_ok=True)
-    with open(RESULT, "w") as f:
-        json.dump(out, f, indent=2)
+    harness.write_result("lsps2_jit", out)
 
 
 if __name__ == "__main__":
-    import pytest
-
-    for flag, env in (("--rounds", "BENCH_ROUNDS"), ("--payments", "BENCH_PAYMENTS")):
-        if flag in sys.argv:
-            os.environ[env] = sys.argv[sys.argv.index(flag) + 1]
-    sys.path.insert(0, ROOT)
-    code = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "--rootdir", ROOT])
-    if code != 0 or not os.path.exists(RESULT):
-        sys.exit(code or 1)
-    with open(RESULT) as f:
-        print(f.read())
+    harness.main(__file__, "lsps2_jit",
+                 {"--rounds": "BENCH_ROUNDS", "--payments": "BENCH_PAYMENTS"})

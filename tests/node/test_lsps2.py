@@ -21,6 +21,21 @@ def jit_topology(node_factory, plugin_path, lsp_opts=None, client_opts=None, fun
     return payer, lsp, client
 
 
+def send_jit_part(payer, lsp, client, buy, partid, part, total):
+    """One part of an MPP payment to a JIT invoice, routed by hand with sendpay
+    (payer -> LSP -> jit scid -> client) so that the set is really multi-part."""
+    decoded = client.rpc.decode(buy["bolt11"])
+    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
+    final_cltv = decoded["min_final_cltv_expiry"]
+    hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
+             "direction": first["direction"], "amount_msat": part,
+             "delay": final_cltv + buy["lsp_cltv_expiry_delta"], "style": "tlv"},
+            {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
+             "amount_msat": part, "delay": final_cltv, "style": "tlv"}]
+    payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
+                      amount_msat=total, partid=partid, groupid=1, bolt11=buy["bolt11"])
+
+
 def received_msat(node, label):
     inv = only_one(node.rpc.listinvoices(label)["invoices"])
     return inv["status"], inv.get("amount_received_msat")
@@ -79,18 +94,9 @@ def test_mpp_fixed_invoice_paid_in_parts(node_factory, plugin_path):
     assert fee == 30_000
     decoded = client.rpc.decode(buy["bolt11"])
     assert decoded["amount_msat"] == amount
-    # Pay in parts through sendpay so the set really is multi-part.
-    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
-    final_cltv = decoded["min_final_cltv_expiry"]
     parts = [1_000_000, 2_000_000]
     for i, part in enumerate(parts):
-        hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
-                 "direction": first["direction"], "amount_msat": part,
-                 "delay": final_cltv + 40, "style": "tlv"},
-                {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
-                 "amount_msat": part, "delay": final_cltv, "style": "tlv"}]
-        payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
-                          amount_msat=amount, partid=i + 1, groupid=1, bolt11=buy["bolt11"])
+        send_jit_part(payer, lsp, client, buy, i + 1, part, amount)
     for i in range(len(parts)):
         payer.rpc.waitsendpay(buy["payment_hash"], partid=i + 1, groupid=1, timeout=120)
     status, got = received_msat(client, "jit-fixed")
@@ -217,16 +223,7 @@ def test_mpp_collection_timeout(node_factory, plugin_path):
     payer, lsp, client = jit_topology(node_factory, plugin_path)
     amount = 3_000_000
     buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": amount})
-    decoded = client.rpc.decode(buy["bolt11"])
-    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
-    final_cltv = decoded["min_final_cltv_expiry"]
-    hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
-             "direction": first["direction"], "amount_msat": 1_000_000,
-             "delay": final_cltv + 40, "style": "tlv"},
-            {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
-             "amount_msat": 1_000_000, "delay": final_cltv, "style": "tlv"}]
-    payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
-                      amount_msat=amount, partid=1, groupid=1, bolt11=buy["bolt11"])
+    send_jit_part(payer, lsp, client, buy, 1, 1_000_000, amount)
     with pytest.raises(RpcError) as e:
         payer.rpc.waitsendpay(buy["payment_hash"], partid=1, groupid=1, timeout=180)
     assert e.value.error["data"]["failcode"] == 0x1007  # temporary_channel_failure
@@ -278,20 +275,7 @@ def test_lsp_restart_while_collecting(node_factory, plugin_path):
     amount = 3_000_000
     buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "amount_msat": amount,
                                         "label": "restart"})
-    decoded = client.rpc.decode(buy["bolt11"])
-    first = only_one(payer.rpc.listpeerchannels(lsp.info["id"])["channels"])
-    final_cltv = decoded["min_final_cltv_expiry"]
-
-    def send_part(partid, part):
-        hops = [{"id": lsp.info["id"], "channel": first["short_channel_id"],
-                 "direction": first["direction"], "amount_msat": part,
-                 "delay": final_cltv + 40, "style": "tlv"},
-                {"id": client.info["id"], "channel": buy["jit_channel_scid"], "direction": 0,
-                 "amount_msat": part, "delay": final_cltv, "style": "tlv"}]
-        payer.rpc.sendpay(hops, buy["payment_hash"], payment_secret=decoded["payment_secret"],
-                          amount_msat=amount, partid=partid, groupid=1, bolt11=buy["bolt11"])
-
-    send_part(1, 1_000_000)
+    send_jit_part(payer, lsp, client, buy, 1, 1_000_000, amount)
     wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
         "state"] == "collecting")
     lsp.restart()
@@ -299,7 +283,7 @@ def test_lsp_restart_while_collecting(node_factory, plugin_path):
     client.connect(lsp)
     wait_for(lambda: len(only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
         "parts"]) == 1)
-    send_part(2, 2_000_000)
+    send_jit_part(payer, lsp, client, buy, 2, 2_000_000, amount)
     for partid in (1, 2):
         payer.rpc.waitsendpay(buy["payment_hash"], partid=partid, groupid=1, timeout=120)
     assert received_msat(client, "restart") == ("paid", amount - buy["opening_fee_msat"])
