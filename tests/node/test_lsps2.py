@@ -210,8 +210,9 @@ def _payer_failure(payer, payment_hash):
 def test_lsp_without_funds_fails_parts_cleanly(node_factory, plugin_path):
     payer, lsp, client = jit_topology(node_factory, plugin_path, fund_lsp=False)
     buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
-    with pytest.raises(RpcError):
+    with pytest.raises(RpcError) as e:
         payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=5_000_000, retry_for=5)
+    assert "temporary_channel_failure" in e.value.error["message"]
     session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
     assert session["state"] == "waiting" and session["parts"] == []
     assert "channel open failed" in session["failures"][0]["reason"]
@@ -326,3 +327,23 @@ def test_client_restart_keeps_purchase(node_factory, plugin_path):
     assert only_one(client.rpc.call("lsps2-listbuys", {})["buys"])["state"] == "waiting"
     payer.rpc.xpay(invstring=buy["bolt11"])
     assert received_msat(client, "after-restart") == ("paid", 2_000_000 - 20_000)
+
+
+def test_client_refusing_the_open_fails_unknown_next_peer(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"]})
+    # The client comes back without the plugin: plain CLN refuses zero-conf opens.
+    client.stop()
+    del client.daemon.opts["plugin"]
+    client.start()
+    client.connect(lsp)
+    with pytest.raises(RpcError) as e:
+        payer.rpc.xpay(invstring=buy["bolt11"], amount_msat=5_000_000, retry_for=5)
+    assert "unknown_next_peer" in e.value.error["message"]
+    failed = payer.rpc.listsendpays(payment_hash=buy["payment_hash"])["payments"]
+    assert failed and all(p["status"] == "failed" for p in failed)
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])
+    assert session["state"] == "waiting"
+    assert "channel open failed" in session["failures"][0]["reason"]
+    assert client.rpc.listpeerchannels()["channels"] == []
+    assert all(not c.get("htlcs") for c in lsp.rpc.listpeerchannels()["channels"])
