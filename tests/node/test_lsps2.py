@@ -347,3 +347,29 @@ def test_client_refusing_the_open_fails_unknown_next_peer(node_factory, plugin_p
     assert "channel open failed" in session["failures"][0]["reason"]
     assert client.rpc.listpeerchannels()["channels"] == []
     assert all(not c.get("htlcs") for c in lsp.rpc.listpeerchannels()["channels"])
+
+
+def test_lsp_crash_as_the_open_starts(node_factory, plugin_path, executor):
+    """Kill the LSP the moment its session leaves `collecting` (opening, or
+    just past it): after the restart the payment completes over one channel."""
+    payer, lsp, client = jit_topology(node_factory, plugin_path, may_reconnect=True)
+    lsp.may_fail = True
+    buy = client.rpc.call("lsps2-buy", {"lsp_id": lsp.info["id"], "label": "crash"})
+    client.rpc.disconnect(lsp.info["id"], force=True)
+    fut = executor.submit(payer.rpc.xpay, invstring=buy["bolt11"], amount_msat=4_000_000)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+        "state"] == "collecting")
+    client.connect(lsp)  # completes the set: the LSP starts opening
+    # Seen here: killed in `opening` before fundchannel stored anything, so the
+    # restarted LSP opens again (a channel already made would be adopted).
+    while only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])[
+            "state"] == "collecting":
+        pass
+    lsp.daemon.kill()
+    lsp.start()
+    lsp.connect(payer)
+    lsp.connect(client)
+    fut.result(timeout=120)
+    assert received_msat(client, "crash")[0] == "paid"
+    assert len(client_channels(client, lsp)) == 1
+    assert only_one(lsp.rpc.call("lsps2-service-sessions", {})["sessions"])["state"] == "done"
