@@ -39,6 +39,10 @@ PURCHASES = "lsps2-purchases"
 # After a restart, lightningd replays htlc_accepted for every unresolved HTLC;
 # parts of a persisted session that have not come back by then are gone.
 REPLAY_GRACE_S = 15
+# Unpaid JIT sessions one peer may hold at once (each is a stored record).
+MAX_ACTIVE_SESSIONS_PER_PEER = 20
+# Finished sessions stay visible to the operator this long after valid_until.
+SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 Responder = Callable[[dict], None]
 
@@ -73,6 +77,7 @@ class Lsps2Service:
         loaded = self.store.list(SESSIONS)
         with self.lock:
             self.sessions.update(loaded)
+            self._prune()
             for session in loaded.values():
                 for p in session["parts"]:
                     p["replayed"] = False
@@ -116,6 +121,12 @@ class Lsps2Service:
         return DEFERRED
 
     def _do_buy(self, client_id: str, params: dict) -> dict:
+        with self.lock:
+            active = sum(1 for s in self.sessions.values() if s["client_id"] == client_id
+                         and s["state"] in (S.WAITING, S.COLLECTING, S.OPENING)
+                         and s["valid_until_ms"] > now_ms())
+        if active >= MAX_ACTIVE_SESSIONS_PER_PEER:
+            raise LspsError(1, "client rejected: too many unpaid JIT channel purchases")
         inbound = sum(c["receivable_msat"] for c in self.node.channels()
                       if c["state"] == "CHANNELD_NORMAL" and c["peer_connected"])
         fee_params, size, fee = self.core.check_buy(
@@ -331,6 +342,7 @@ class Lsps2Service:
                 return
             session.pop("_armed_at", None)
             self._apply(session, S.on_tick(session, now_ms()))
+            self._prune()
             restore = (session["state"] in (S.FORWARDING, S.DONE) and session["channel_id"]
                        and now_ms() >= session["valid_until_ms"]
                        and not session.get("fees_restored"))
@@ -345,6 +357,16 @@ class Lsps2Service:
             with self.lock:
                 session["fees_restored"] = True
                 self._persist(session)
+
+    def _prune(self) -> None:
+        """Forget finished sessions long past valid_until. Caller holds the lock."""
+        cutoff = now_ms() - SESSION_RETENTION_MS
+        for scid, session in list(self.sessions.items()):
+            finished = session["state"] == S.FAILED or (
+                session["state"] in (S.FORWARDING, S.DONE) and session.get("fees_restored"))
+            if finished and session["valid_until_ms"] < cutoff:
+                del self.sessions[scid]
+                self.store.delete(SESSIONS, scid)
 
     def _persist(self, session: dict) -> None:
         record = {k: v for k, v in session.items() if not k.startswith("_")}
@@ -442,8 +464,7 @@ class Lsps2Client:
             buy_params["payment_size_msat"] = str(amount_msat)
         bought = C.parse_buy_result(lsp_id, self._request(lsp_id, "lsps2.buy", buy_params))
 
-        valid_for_s = (choice.params.valid_until_ms - now_ms()) // 1000 - C.EXPIRY_MARGIN_S
-        expiry_s = max(60, min(expiry or 3600, valid_for_s))
+        expiry_s = C.invoice_expiry(choice.params, now_ms(), expiry)
         label = label or f"clnlsp-lsps2-{secrets.token_hex(8)}"
         invoice = self.node.create_invoice(amount_msat, label, description, expiry_s)
         unsigned = bolt11.rewrite_for_jit(

@@ -30,8 +30,11 @@ BAD_ARGUMENT = -32602
 # Purchase states.
 WAITING, PAID, EXPIRED = "waiting", "paid", "expired"
 
-# Keep an invoice a little inside valid_until: the payer needs time to pay.
+# The invoice expires this long before valid_until (the payer needs time to
+# reach the LSP), and lives at least MIN_INVOICE_EXPIRY_S: entries valid for
+# less than the sum of both are not chosen.
 EXPIRY_MARGIN_S = 60
+MIN_INVOICE_EXPIRY_S = 60
 
 
 def parse_menu(lsp_id: str, result: Any) -> List[OpeningFeeParams]:
@@ -59,7 +62,7 @@ def choose(menu: List[OpeningFeeParams], payment_size_msat: Optional[int], now_m
     usable = []
     reasons = []
     for p in menu:
-        if p.valid_until_ms <= now_ms + EXPIRY_MARGIN_S * 1000:
+        if p.valid_until_ms <= now_ms + (EXPIRY_MARGIN_S + MIN_INVOICE_EXPIRY_S) * 1000:
             reasons.append("expires too soon")
             continue
         if our_to_self_delay > p.max_client_to_self_delay:
@@ -175,3 +178,9 @@ def check_jit_htlc(purchase: dict, htlc_key: str, amount_msat: int, onion_payloa
     records[8] = payment_data[:32] + tu64(expected_total)
     return HtlcVerdict(True, payload=serialize_tlv_stream(records).hex(),
                        invoice_msat=expected_total)
+
+
+def invoice_expiry(params: OpeningFeeParams, now_ms: int, requested_s: Optional[int]) -> int:
+    """Seconds the invoice lives: as asked (default 1 h), ending before valid_until."""
+    latest = (params.valid_until_ms - now_ms) // 1000 - EXPIRY_MARGIN_S
+    return max(MIN_INVOICE_EXPIRY_S, min(requested_s or 3600, latest))

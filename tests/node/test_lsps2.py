@@ -169,6 +169,10 @@ def test_service_errors_on_the_wire(node_factory, plugin_path):
     # The LSP has no inbound liquidity at all here: a valid size is too large for it
     # (no-MPP buys, above, need no liquidity check at buy time).
     assert code(params, "500000") == 203
+    # A peer may hold 20 unpaid purchases at once; the 21st is rejected (code 1).
+    for _ in range(19):
+        assert "result" in ask("lsps2.buy", {"opening_fee_params": params})
+    assert code(params, None) == 1
 
 
 def test_client_side_checks(node_factory, plugin_path):

@@ -168,3 +168,15 @@ class TestJitHtlc:
 def test_strip_length_prefix_of_real_shape():
     body = strip_length_prefix(bytes.fromhex(onion(5)))
     assert read_tu64(parse_tlv_stream(body)[2]) == 5
+
+
+def test_invoice_expiry_ends_before_valid_until():
+    p = OpeningFeeParams.from_json(entry(valid_for_ms=600_000))
+    assert C.invoice_expiry(p, NOW, None) == 540
+    assert C.invoice_expiry(p, NOW, 100) == 100
+    # choose() never picks an entry that leaves less than the minimum
+    late = OpeningFeeParams.from_json(entry(valid_for_ms=119_000))
+    with pytest.raises(ClientError):
+        C.choose([late], None, NOW, 144, None)
+    assert C.invoice_expiry(OpeningFeeParams.from_json(entry(valid_for_ms=121_000)),
+                            NOW, None) == 61
