@@ -12,9 +12,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
-from lsps import lsps0, lsps2_service, startup  # noqa: E402
-from lsps.client import ClientError  # noqa: E402
+from lsps import lsps0, lsps1_service, lsps2_service, startup  # noqa: E402
+from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
+from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
 from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
 from lsps.rpcutil import fail_request, optional_amount, optional_int, require_node_id, run_in_worker  # noqa: E402  # noqa: E402
 from lsps.service import Limits  # noqa: E402
@@ -70,6 +71,45 @@ plugin.add_option("lsp-lsps2-htlc-expiry-margin", 6,
 plugin.add_option("lsp-lsps2-open-timeout", 60,
                   "LSPS2: seconds to wait for a JIT channel to become usable.", opt_type="int")
 
+# LSPS1 service policy: option -> (Policy field, default, description).
+LSPS1_OPTIONS = {
+    "lsp-lsps1-min-required-channel-confirmations": (
+        "min_required_channel_confirmations", 0,
+        "LSPS1: fewest confirmations a client may ask for (0 allows zero-conf channels)."),
+    "lsp-lsps1-min-funding-confirms-within-blocks": (
+        "min_funding_confirms_within_blocks", 6,
+        "LSPS1: fastest funding confirmation target a client may ask for (blocks)."),
+    "lsp-lsps1-max-channel-expiry-blocks": (
+        "max_channel_expiry_blocks", 13140, "LSPS1: longest lease (blocks)."),
+    "lsp-lsps1-min-client-balance-sat": (
+        "min_initial_client_balance_sat", 0, "LSPS1: smallest client_balance_sat."),
+    "lsp-lsps1-max-client-balance-sat": (
+        "max_initial_client_balance_sat", 1_000_000, "LSPS1: largest client_balance_sat."),
+    "lsp-lsps1-min-lsp-balance-sat": (
+        "min_initial_lsp_balance_sat", 100_000, "LSPS1: smallest lsp_balance_sat."),
+    "lsp-lsps1-max-lsp-balance-sat": (
+        "max_initial_lsp_balance_sat", 10_000_000, "LSPS1: largest lsp_balance_sat."),
+    "lsp-lsps1-min-channel-sat": (
+        "min_channel_balance_sat", 100_000, "LSPS1: smallest channel (both balances)."),
+    "lsp-lsps1-max-channel-sat": (
+        "max_channel_balance_sat", 11_000_000, "LSPS1: largest channel (both balances)."),
+    "lsp-lsps1-fee-base-sat": ("fee_base_sat", 1000, "LSPS1: fixed part of the fee (sat)."),
+    "lsp-lsps1-fee-ppm": ("fee_ppm", 2000, "LSPS1: fee per million of lsp_balance_sat."),
+    "lsp-lsps1-lease-ppm-per-block": (
+        "lease_ppm_per_block", 0,
+        "LSPS1: fee per million of lsp_balance_sat for each block of channel_expiry_blocks."),
+    "lsp-lsps1-order-valid-for": (
+        "order_valid_for_s", 3600, "LSPS1: seconds an order (and its invoice) waits for payment."),
+}
+for _name, (_field, _default, _doc) in LSPS1_OPTIONS.items():
+    plugin.add_option(_name, _default, _doc, opt_type="int")
+plugin.add_option("lsp-lsps1-token", None,
+                  "LSPS1: a token clients must present; without any, no token is needed.",
+                  multi=True)
+plugin.add_option("lsp-lsps1-htlc-expiry-margin", 6,
+                  "LSPS1: fail a held order payment this many blocks before its CLTV expiry.",
+                  opt_type="int")
+
 state = {}
 
 
@@ -122,12 +162,27 @@ def init(options, configuration, plugin, **kwargs):
         state["lsps2_service"] = Lsps2Service(
             node, store, lsps2_service.Service(policy, secret), lsp.dispatcher,
             lsp.timer.schedule, lsp.transport.is_connected, plugin.log)
+        lsps1_policy = lsps1_service.Policy(
+            **{field: plugin.get_option(name) for name, (field, _, _) in LSPS1_OPTIONS.items()},
+            tokens=frozenset(plugin.get_option("lsp-lsps1-token") or []))
+        why = lsps1_policy.check()
+        if why or any(plugin.get_option(name) < 0 for name in LSPS1_OPTIONS):
+            return {"disable": f"LSPS1 policy: {why or 'values must not be negative'}"}
+        state["lsps1_service"] = Lsps1Service(
+            node, store, lsps1_policy, lsp.dispatcher, lsp.timer.schedule,
+            lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
+            plugin.log)
     state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
+    state["lsps1_client"] = Lsps1Client(
+        node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),
+        plugin.log)
     lsp.start()
     state["lsps0"] = lsp
+    state["lsps1_client"].start()
     state["lsps2_client"].start()
-    if "lsps2_service" in state:
-        state["lsps2_service"].start()
+    for name in ("lsps1_service", "lsps2_service"):
+        if name in state:
+            state[name].start()
     plugin.log(f"clnlsp ready (lsp-service={'on' if service else 'off'})")
 
 
@@ -196,8 +251,9 @@ def on_connect(plugin, connect=None, **kwargs):
     peer_id = (connect or kwargs).get("id")
     if peer_id and "lsps0" in state:
         state["lsps0"].on_connect(peer_id)
-    if peer_id and "lsps2_service" in state:
-        state["lsps2_service"].on_connect(peer_id)
+    for name in ("lsps1_service", "lsps2_service"):
+        if peer_id and name in state:
+            state[name].on_connect(peer_id)
 
 
 @plugin.subscribe("disconnect")
@@ -241,6 +297,10 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
         if service is not None and service.owns(onion.get("short_channel_id")):
             service.on_htlc(onion, htlc, respond)
             return
+        orders = state.get("lsps1_service")
+        if orders is not None and orders.owns_payment(onion, htlc):
+            orders.on_htlc(htlc, respond)
+            return
         client = state.get("lsps2_client")
         result = client.on_htlc(onion, htlc) if client is not None else None
         respond(result or htlc_continue())
@@ -256,8 +316,9 @@ plugin.add_hook("htlc_accepted", on_htlc_accepted, background=True)
 @plugin.hook("openchannel")
 def on_openchannel(openchannel, plugin, **kwargs):
     try:
-        client = state.get("lsps2_client")
-        if client is not None and client.accepts_zeroconf_from(openchannel["id"]):
+        peer = openchannel["id"]
+        if any(state[name].accepts_zeroconf_from(peer)
+               for name in ("lsps1_client", "lsps2_client") if name in state):
             return {"result": "continue", "mindepth": 0}
     except Exception as e:
         plugin.log(f"openchannel not handled: {e!r}", "warn")
@@ -266,9 +327,9 @@ def on_openchannel(openchannel, plugin, **kwargs):
 
 @plugin.subscribe("block_added")
 def on_block_added(plugin, block_added=None, **kwargs):
-    service = state.get("lsps2_service")
-    if service is not None and block_added:
-        service.on_block(block_added["height"])
+    for name in ("lsps1_service", "lsps2_service"):
+        if name in state and block_added:
+            state[name].on_block(block_added["height"])
 
 
 @plugin.subscribe("channel_state_changed")
@@ -293,6 +354,80 @@ def on_invoice_payment(plugin, invoice_payment=None, **kwargs):
     client = state.get("lsps2_client")
     if client is not None and invoice_payment:
         client.on_invoice_paid(invoice_payment.get("label"))
+
+
+@plugin.async_method("lsps1-getinfo")
+def lsps1_getinfo(request, lsp_id, plugin=None, **kwargs):
+    """Ask LSP {lsp_id} for the channels it sells (lsps1.get_info)."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    client = state["lsps1_client"]
+    run_in_worker(state["lsps2_client"].workers, request, lambda: client.get_info(lsp_id))
+
+
+@plugin.async_method("lsps1-createorder")
+def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
+                      channel_expiry_blocks=None, required_channel_confirmations=None,
+                      funding_confirms_within_blocks=None, announce_channel=False, token=None,
+                      refund_onchain_address=None, plugin=None, **kwargs):
+    """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; pay its invoice."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    lsp_sat = optional_int(lsp_balance_sat, "lsp_balance_sat", minimum=1)
+    client_sat = optional_int(client_balance_sat, "client_balance_sat")
+    if not isinstance(announce_channel, bool):
+        announce_channel = str(announce_channel).lower() in ("true", "1", "yes")
+    client = state["lsps1_client"]
+
+    def work():
+        info = client.get_info(lsp_id)
+        params = {
+            "lsp_balance_sat": str(lsp_sat), "client_balance_sat": str(client_sat),
+            "required_channel_confirmations": optional_int(
+                required_channel_confirmations, "required_channel_confirmations")
+            if required_channel_confirmations is not None
+            else info["min_required_channel_confirmations"],
+            "funding_confirms_within_blocks": optional_int(
+                funding_confirms_within_blocks, "funding_confirms_within_blocks")
+            if funding_confirms_within_blocks is not None
+            else info["min_funding_confirms_within_blocks"],
+            "channel_expiry_blocks": optional_int(
+                channel_expiry_blocks, "channel_expiry_blocks", minimum=1)
+            if channel_expiry_blocks is not None else info["max_channel_expiry_blocks"],
+            "announce_channel": announce_channel,
+        }
+        if token is not None:
+            params["token"] = str(token)
+        if refund_onchain_address is not None:
+            params["refund_onchain_address"] = str(refund_onchain_address)
+        return client.create_order(lsp_id, params)
+    run_in_worker(state["lsps2_client"].workers, request, work)
+
+
+@plugin.async_method("lsps1-getorder")
+def lsps1_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
+    """Ask LSP {lsp_id} for the state of order {order_id}."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    client = state["lsps1_client"]
+    run_in_worker(state["lsps2_client"].workers, request,
+                  lambda: client.get_order(lsp_id, str(order_id)))
+
+
+@plugin.method("lsps1-listorders")
+def lsps1_listorders(plugin, lsp_id=None, **kwargs):
+    """Channel orders this node placed, with their last known state."""
+    if lsp_id is not None:
+        lsp_id = require_node_id(lsp_id, "lsp_id")
+    return {"orders": state["lsps1_client"].list_orders(lsp_id)}
+
+
+@plugin.method("lsps1-service-orders")
+def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
+    """LSP view of channel orders: states, payment, channel, lease expiry."""
+    service = state.get("lsps1_service")
+    if service is None:
+        raise RpcException("lsp-service is off: this node sells no channels", 1200)
+    if peer_id is not None:
+        peer_id = require_node_id(peer_id, "peer_id")
+    return {"orders": service.list_orders(order_id, peer_id)}
 
 
 @plugin.async_method("lsps2-getinfo")

@@ -140,3 +140,21 @@ class Client:
         except Exception as e:  # the caller's bug must not break the tracker
             self._log(f"completion of {pending.method} failed: {e!r}", "warn")
         return True
+
+
+def blocking_call(call: Callable, peer_id: str, method: str, params: dict) -> Any:
+    """`call(peer, method, params, on_done)`, waited for on this (worker) thread.
+
+    Never waits forever: the client's own timeout always completes the call.
+    Returns the result dict or raises the ClientError."""
+    box: dict = {}
+    done = threading.Event()
+
+    def on_done(outcome):
+        box["outcome"] = outcome
+        done.set()
+    call(peer_id, method, params, on_done)
+    done.wait()
+    if isinstance(box["outcome"], ClientError):
+        raise box["outcome"]
+    return box["outcome"]

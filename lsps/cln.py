@@ -123,24 +123,32 @@ class ClnNode:
                 "htlc_minimum_msat": msat(c.get("minimum_htlc_out_msat", 0)),
                 "receivable_msat": msat(c.get("receivable_msat", 0)),
                 "peer_connected": c.get("peer_connected", False),
+                "funding_outpoint": (f"{c['funding_txid']}:{c['funding_outnum']}"
+                                     if c.get("funding_txid") else None),
             })
         return out
 
     # --- actions -----------------------------------------------------------
-    def fund_jit_channel(self, peer_id: str, amount_sat: int) -> str:
-        """Zero-conf, unannounced, scid-alias channel (bLIP-52). Returns its id;
-        raises FundingError."""
+    def fund_channel(self, peer_id: str, amount_sat: int, announce: bool, mindepth: int,
+                     push_msat: int = 0) -> dict:
+        """Open a channel; mindepth 0 asks for zero-conf (with scid-alias when
+        unannounced). Returns {channel_id, funding_outpoint}; raises FundingError."""
+        params = {"id": peer_id, "amount": amount_sat, "announce": announce,
+                  "mindepth": mindepth}
+        if push_msat:
+            params["push_msat"] = push_msat
+        if mindepth == 0:
+            params["channel_type"] = [12, 50] if announce else [12, 46, 50]
         try:
-            result = self.rpc().call("fundchannel", {
-                "id": peer_id, "amount": amount_sat, "announce": False, "mindepth": 0,
-                "channel_type": [12, 46, 50]})
+            result = self.rpc().call("fundchannel", params)
         except RpcError as e:
             error = e.error if isinstance(e.error, dict) else {}
             code = error.get("code")
             message = str(error.get("message", e))
             raise FundingError(message,
                                refused_by_peer=code not in _LSP_SIDE_FUNDING_ERRORS) from None
-        return result["channel_id"]
+        return {"channel_id": result["channel_id"],
+                "funding_outpoint": f"{result['txid']}:{result['outnum']}"}
 
     def set_channel_fee(self, channel_id: str, base_msat: int, ppm: int) -> None:
         self.rpc().call("setchannel", {"id": channel_id, "feebase": base_msat,

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import bolt11
 from . import lsps2_client as C
 from . import lsps2_service as S
-from .client import ClientError
+from .client import ClientError, blocking_call
 from .cln import ClnNode, FundingError, htlc_continue, htlc_fail, msat
 from .jsonrpc import LspsError
 from .lsps2_proto import (
@@ -269,7 +269,9 @@ class Lsps2Service:
                 size = max(size, session["payment_size_msat"])
         amount_sat = max(self.core.policy.min_channel_sat, (size // 1000) * 2 + 10_000)
         try:
-            channel_id = self.node.fund_jit_channel(client, amount_sat)
+            # Zero-conf, unannounced, scid-alias (bLIP-52).
+            channel_id = self.node.fund_channel(client, amount_sat, announce=False,
+                                                mindepth=0)["channel_id"]
         except FundingError as e:
             self.log(f"lsps2: opening for {scid} failed: {e}", "warn")
             with self.lock:
@@ -419,19 +421,9 @@ class Lsps2Client:
         with self.lock:
             self.purchases.update(self.store.list(PURCHASES))
 
-    # --- commands (run on a worker; `done` gets a result dict or ClientError) ---
+    # --- commands (run on a worker thread: they wait for the LSP) ---------------
     def _request(self, lsp_id: str, method: str, params: dict) -> Any:
-        box: dict = {}
-        event = threading.Event()
-
-        def on_done(outcome):
-            box["outcome"] = outcome
-            event.set()
-        self.call(lsp_id, method, params, on_done)
-        event.wait()
-        if isinstance(box["outcome"], ClientError):
-            raise box["outcome"]
-        return box["outcome"]
+        return blocking_call(self.call, lsp_id, method, params)
 
     def get_info(self, lsp_id: str, token: Optional[str]) -> dict:
         params = {"token": token} if token is not None else {}

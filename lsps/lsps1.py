@@ -1,0 +1,363 @@
+"""LSPS1 at run time: orders (service) and purchases (client), persisted.
+
+The service sells channels paid by a hold invoice: the `htlc_accepted` hook
+keeps the parts of an order's invoice pending until the channel is open,
+then lets lightningd settle them, or fails them back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional
+
+from . import lsps1_service as S
+from .client import BAD_RESPONSE, ClientError
+from .cln import ClnNode, htlc_continue, htlc_fail, msat
+from .jsonrpc import INTERNAL_ERROR, LspsError
+from .lsps2_proto import ProtocolError, parse_msat, parse_uint
+from .service import DEFERRED, Dispatcher, MethodSpec
+from .store import Store
+
+ORDERS = "lsps1-orders"
+BOUGHT = "lsps1-bought"
+MAX_UNPAID_ORDERS_PER_PEER = 10
+REPLAY_GRACE_S = 15
+# A channel funded for an order must become usable within this long.
+OPEN_TIMEOUT_S = 120
+# RPC error code of the client: fee_total_sat + client_balance_sat != order_total_sat.
+ORDER_TOTAL_MISMATCH = 1301
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+Responder = Callable[[dict], None]
+
+
+class Lsps1Service:
+    def __init__(self, node: ClnNode, store: Store, policy: S.Policy, dispatcher: Dispatcher,
+                 schedule, is_connected: Callable[[str], bool], htlc_expiry_margin: int,
+                 log: Callable[[str, str], None]):
+        self.node = node
+        self.store = store
+        self.policy = policy
+        self.schedule = schedule
+        self.is_connected = is_connected
+        self.margin = htlc_expiry_margin
+        self.log = log
+        self.lock = threading.RLock()
+        self.orders: Dict[str, dict] = {}
+        self.by_hash: Dict[str, str] = {}
+        self.waiting: Dict[str, Responder] = {}
+        self.height = 0
+        self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps1")
+        dispatcher.register(MethodSpec("lsps1.get_info", 1, lambda call: self.policy.info()))
+        dispatcher.register(MethodSpec("lsps1.create_order", 1, self._create_order,
+                                       required=S.CREATE_ORDER_REQUIRED,
+                                       optional=S.CREATE_ORDER_OPTIONAL))
+        dispatcher.register(MethodSpec("lsps1.get_order", 1, self._get_order,
+                                       required=frozenset({"order_id"})))
+
+    def start(self) -> None:
+        self.height = self.node.blockheight()
+        with self.lock:
+            for order in self.store.list(ORDERS).values():
+                self.orders[order["order_id"]] = order
+                if order["bolt11"]["payment_hash"]:
+                    self.by_hash[order["bolt11"]["payment_hash"]] = order["order_id"]
+                self._arm(order)
+        self.schedule(REPLAY_GRACE_S, self._after_replay)
+
+    def _after_replay(self) -> None:
+        """A held order whose open was cut short by a restart: open now."""
+        with self.lock:
+            for order in self.orders.values():
+                if order["bolt11"]["state"] == S.HOLD and order["order_state"] == S.CREATED \
+                        and not order.get("_opening"):
+                    self._start_open(order)
+
+    # --- LSPS1 methods ------------------------------------------------------------
+    def _create_order(self, call):
+        def work():
+            try:
+                call.respond(self._do_create(call.peer_id, call.params))
+            except LspsError as e:
+                call.fail(e)
+            except Exception as e:
+                self.log(f"lsps1.create_order from {call.peer_id} failed: {e!r}", "warn")
+                call.fail(LspsError(INTERNAL_ERROR, "internal error"))
+        self.workers.submit(work)
+        return DEFERRED
+
+    def _do_create(self, client_id: str, params: dict) -> dict:
+        request = S.check_order(self.policy, params)
+        with self.lock:
+            unpaid = sum(1 for o in self.orders.values() if o["client_id"] == client_id
+                         and o["order_state"] == S.CREATED
+                         and o["bolt11"]["state"] == S.EXPECT_PAYMENT)
+        if unpaid >= MAX_UNPAID_ORDERS_PER_PEER:
+            raise LspsError(1, "client rejected: too many unpaid orders")
+        order = S.new_order(client_id, request, self.policy, now_ms())
+        label = f"clnlsp-lsps1-{order['order_id']}"
+        invoice = self.node.create_invoice(
+            order["order_total_sat"] * 1000, label, f"LSPS1 channel order {order['order_id']}",
+            self.policy.order_valid_for_s)
+        order["bolt11"].update(invoice=invoice["bolt11"], payment_hash=invoice["payment_hash"],
+                               label=label)
+        with self.lock:
+            self.orders[order["order_id"]] = order
+            self.by_hash[invoice["payment_hash"]] = order["order_id"]
+            self._persist(order)
+            self._arm(order)
+        self.log(f"lsps1: order {order['order_id']} for {client_id}: "
+                 f"{request.lsp_balance_sat}+{request.client_balance_sat} sat", "info")
+        return S.order_json(order)
+
+    def _get_order(self, call) -> dict:
+        order_id = call.params["order_id"]
+        with self.lock:
+            order = self.orders.get(order_id) if isinstance(order_id, str) else None
+            if order is None or order["client_id"] != call.peer_id:
+                raise LspsError(S.ORDER_NOT_FOUND, "order not found", {})
+            return S.order_json(order)
+
+    # --- node events --------------------------------------------------------------
+    def owns_payment(self, onion: dict, htlc: dict) -> bool:
+        if onion.get("short_channel_id"):
+            return False
+        with self.lock:
+            return htlc["payment_hash"] in self.by_hash
+
+    def on_htlc(self, htlc: dict, respond: Responder) -> None:
+        key = f"{htlc['short_channel_id']}/{htlc['id']}"
+        with self.lock:
+            order = self.orders[self.by_hash[htlc["payment_hash"]]]
+            self.waiting[key] = respond
+            self._apply(order, S.on_htlc(order, key, msat(htlc["amount_msat"]),
+                                         htlc["cltv_expiry"], self.height, now_ms()))
+
+    def on_block(self, height: int) -> None:
+        with self.lock:
+            self.height = height
+            for order in self.orders.values():
+                self._apply(order, S.on_block(order, height, self.margin, now_ms()))
+
+    def on_connect(self, peer_id: str) -> None:
+        with self.lock:
+            for order in self.orders.values():
+                if order["client_id"] == peer_id and order.get("_waiting_peer"):
+                    order["_waiting_peer"] = False
+                    self._start_open(order)
+
+    # --- decisions ------------------------------------------------------------------
+    def _apply(self, order: dict, d: S.Decision) -> None:
+        """Caller holds the lock. Persist, then answer."""
+        if d.changed:
+            self._persist(order)
+        for key, failure in d.fail.items():
+            respond = self.waiting.pop(key, None)
+            if respond:
+                respond(htlc_fail(failure))
+        for key in d.settle:
+            respond = self.waiting.pop(key, None)
+            if respond:
+                respond(htlc_continue())
+        if d.open:
+            self._start_open(order)
+        self._arm(order)
+
+    def _start_open(self, order: dict) -> None:
+        if not self.is_connected(order["client_id"]):
+            # bLIP-51: wait for the peer; the connect notification resumes.
+            order["_waiting_peer"] = True
+            self.log(f"lsps1: order {order['order_id']} paid, waiting for "
+                     f"{order['client_id']} to connect", "info")
+            return
+        order["_opening"] = True
+        self.workers.submit(self._open, order["order_id"])
+
+    def _open(self, order_id: str) -> None:
+        with self.lock:
+            order = self.orders[order_id]
+            r = order["request"]
+            if order.get("pre_channels") is None:
+                # Write-ahead: which channels existed before, so a restart
+                # mid-open adopts the one we made instead of opening twice.
+                order["pre_channels"] = [c["channel_id"] for c in
+                                         self.node.channels(order["client_id"])]
+                self._persist(order)
+        try:
+            opened = self._adopt(order) or self.node.fund_channel(
+                order["client_id"], r["lsp_balance_sat"] + r["client_balance_sat"],
+                announce=r["announce_channel"], mindepth=r["required_channel_confirmations"],
+                push_msat=r["client_balance_sat"] * 1000)
+        except Exception as e:  # FundingError, or lightningd unreachable
+            self.log(f"lsps1: open for order {order_id} failed: {e}", "warn")
+            with self.lock:
+                order["_opening"] = False
+                self._apply(order, S.on_open_failed(order, str(e), self.height, now_ms()))
+            return
+        with self.lock:
+            order["_opening"] = False
+            self._apply(order, S.on_channel_opened(order, opened["channel_id"],
+                                                   opened["funding_outpoint"], self.height,
+                                                   now_ms()))
+
+    def _adopt(self, order: dict) -> Optional[dict]:
+        """A channel an interrupted open of this order already made."""
+        pre = set(order.get("pre_channels") or [])
+        for c in self.node.channels(order["client_id"]):
+            if c["channel_id"] not in pre and c["opener"] == "local" and c["funding_outpoint"]:
+                self.log(f"lsps1: order {order['order_id']} adopts channel {c['channel_id']}",
+                         "info")
+                return {"channel_id": c["channel_id"], "funding_outpoint": c["funding_outpoint"]}
+        return None
+
+    def _arm(self, order: dict) -> None:
+        if order["order_state"] != S.CREATED:
+            return
+        if order["parts"] and order["bolt11"]["state"] == S.EXPECT_PAYMENT:
+            at = order["first_part_ms"] + S.HOLD_COLLECTION_MS
+        elif order["bolt11"]["state"] == S.EXPECT_PAYMENT:
+            at = order["expires_ms"]
+        else:
+            return
+        if order.get("_armed_at") == at:
+            return
+        order["_armed_at"] = at
+        order_id = order["order_id"]
+        self.schedule(max(0.0, (at - now_ms()) / 1000 + 0.05), lambda: self._tick(order_id))
+
+    def _tick(self, order_id: str) -> None:
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                return
+            order.pop("_armed_at", None)
+            self._apply(order, S.on_tick(order, self.height, now_ms()))
+
+    def _persist(self, order: dict) -> None:
+        self.store.put(ORDERS, order["order_id"],
+                       {k: v for k, v in order.items() if not k.startswith("_")})
+
+    def list_orders(self, order_id: Optional[str], peer_id: Optional[str]) -> List[dict]:
+        with self.lock:
+            out = []
+            for o in self.orders.values():
+                if order_id and o["order_id"] != order_id or peer_id and o["client_id"] != peer_id:
+                    continue
+                out.append({**S.order_json(o), "peer_id": o["client_id"],
+                            "payment_hash": o["bolt11"]["payment_hash"],
+                            "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
+                                       "cltv_expiry": p["cltv_expiry"]} for p in o["parts"]],
+                            "channel_id": o["channel_id"],
+                            "lease_expiry_block": o["lease_expiry_block"],
+                            "failure": o["failure"]})
+            return sorted(out, key=lambda o: o["created_at"])
+
+
+# --- client ------------------------------------------------------------------------
+
+INFO_FIELDS_UINT = ("min_required_channel_confirmations", "min_funding_confirms_within_blocks",
+                    "max_channel_expiry_blocks")
+INFO_FIELDS_SAT = ("min_initial_client_balance_sat", "max_initial_client_balance_sat",
+                   "min_initial_lsp_balance_sat", "max_initial_lsp_balance_sat",
+                   "min_channel_balance_sat", "max_channel_balance_sat")
+
+
+def parse_info(lsp_id: str, result: Any) -> dict:
+    """lsps1.get_info in the flat form, or the older one nested in `options`."""
+    if isinstance(result, dict) and isinstance(result.get("options"), dict):
+        result = {**result["options"], **{k: v for k, v in result.items() if k != "options"}}
+    try:
+        if not isinstance(result, dict):
+            raise ProtocolError("result is not an object")
+        out: dict = {k: parse_uint(result.get(k), k, 0xFFFFFFFF) for k in INFO_FIELDS_UINT}
+        out.update({k: parse_msat(result.get(k), k) for k in INFO_FIELDS_SAT})
+        zero_reserve = result.get("supports_zero_channel_reserve", False)
+        if not isinstance(zero_reserve, bool):
+            raise ProtocolError("supports_zero_channel_reserve must be a boolean")
+        out["supports_zero_channel_reserve"] = zero_reserve
+    except ProtocolError as e:
+        raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an invalid lsps1.get_info: {e}",
+                          {"result": result}) from None
+    return out
+
+
+def check_order_result(lsp_id: str, result: Any) -> dict:
+    """The order object: ids, totals; CANCELLED read as REFUNDED."""
+    if not isinstance(result, dict) or not isinstance(result.get("order_id"), str):
+        raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an order without order_id",
+                          {"result": result})
+    client_balance = parse_msat(result.get("client_balance_sat", "0"), "client_balance_sat")
+    payment = result.get("payment") if isinstance(result.get("payment"), dict) else {}
+    for kind, option in payment.items():
+        if not isinstance(option, dict):
+            continue
+        if option.get("state") == "CANCELLED":
+            option["state"] = S.REFUNDED
+        try:
+            fee = parse_msat(option.get("fee_total_sat"), "fee_total_sat")
+            total = parse_msat(option.get("order_total_sat"), "order_total_sat")
+        except ProtocolError as e:
+            raise ClientError(BAD_RESPONSE, f"{lsp_id}: payment.{kind}: {e}",
+                              {"result": result}) from None
+        if fee + client_balance != total:
+            raise ClientError(ORDER_TOTAL_MISMATCH,
+                              f"{lsp_id}: payment.{kind}: fee_total_sat {fee} + "
+                              f"client_balance_sat {client_balance} != order_total_sat {total}",
+                              {"order": result})
+    return result
+
+
+class Lsps1Client:
+    def __init__(self, node: ClnNode, store: Store, request: Callable[[str, str, dict], Any],
+                 log: Callable[[str, str], None]):
+        """`request(lsp, method, params)` blocks for the LSP's answer (or raises)."""
+        self.node = node
+        self.store = store
+        self.request = request
+        self.log = log
+        self.lock = threading.Lock()
+        self.bought: Dict[str, dict] = {}
+
+    def start(self) -> None:
+        with self.lock:
+            self.bought.update(self.store.list(BOUGHT))
+
+    def get_info(self, lsp_id: str) -> dict:
+        return parse_info(lsp_id, self.request(lsp_id, "lsps1.get_info", {}))
+
+    def create_order(self, lsp_id: str, params: dict) -> dict:
+        order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.create_order", params))
+        self._remember(lsp_id, order)
+        return order
+
+    def get_order(self, lsp_id: str, order_id: str) -> dict:
+        order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.get_order",
+                                                        {"order_id": order_id}))
+        self._remember(lsp_id, order)
+        return order
+
+    def _remember(self, lsp_id: str, order: dict) -> None:
+        record = {"lsp_id": lsp_id, "order": order, "updated_at": int(time.time())}
+        self.store.put(BOUGHT, order["order_id"], record)
+        with self.lock:
+            self.bought[order["order_id"]] = record
+
+    def list_orders(self, lsp_id: Optional[str]) -> List[dict]:
+        with self.lock:
+            records = [r for r in self.bought.values() if lsp_id in (None, r["lsp_id"])]
+        return [{"lsp_id": r["lsp_id"], "last_seen_at": r["updated_at"], **r["order"]}
+                for r in sorted(records, key=lambda r: r["order"].get("created_at", ""))]
+
+    def accepts_zeroconf_from(self, peer_id: str) -> bool:
+        """An LSP we ordered a zero-confirmation channel from, not yet delivered."""
+        with self.lock:
+            return any(r["lsp_id"] == peer_id
+                       and r["order"].get("required_channel_confirmations") == 0
+                       and r["order"].get("order_state") == S.CREATED
+                       for r in self.bought.values())

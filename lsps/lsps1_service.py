@@ -1,0 +1,323 @@
+"""LSPS1 service core (bLIP-51): options, order checks, fees, order and payment states.
+
+Pure logic: time is unix milliseconds and block heights are ints, passed in.
+An order is a plain dict, persisted as is. Lightning payment is a hold
+invoice: parts are held (HOLD) until the channel is open, then released
+(PAID) or failed back (REFUNDED).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from .jsonrpc import INVALID_PARAMS, LspsError
+from .lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
+
+OPTION_MISMATCH = 100
+ORDER_NOT_FOUND = 101
+UNRECOGNIZED_TOKEN = 102
+
+# Order states and payment states (bLIP-51).
+CREATED, COMPLETED, FAILED = "CREATED", "COMPLETED", "FAILED"
+EXPECT_PAYMENT, HOLD, PAID, REFUNDED = "EXPECT_PAYMENT", "HOLD", "PAID", "REFUNDED"
+
+# BOLT4 incorrect_or_unknown_payment_details: PERM|15, then htlc_msat and height.
+INCORRECT_OR_UNKNOWN = 0x400F
+
+HOLD_COLLECTION_MS = 90_000
+
+
+def incorrect_or_unknown(amount_msat: int, height: int) -> str:
+    return (INCORRECT_OR_UNKNOWN.to_bytes(2, "big") + amount_msat.to_bytes(8, "big")
+            + height.to_bytes(4, "big")).hex()
+
+
+@dataclass(frozen=True)
+class Policy:
+    min_required_channel_confirmations: int = 0
+    min_funding_confirms_within_blocks: int = 6
+    supports_zero_channel_reserve: bool = False
+    max_channel_expiry_blocks: int = 13140
+    min_initial_client_balance_sat: int = 0
+    max_initial_client_balance_sat: int = 1_000_000
+    min_initial_lsp_balance_sat: int = 100_000
+    max_initial_lsp_balance_sat: int = 10_000_000
+    min_channel_balance_sat: int = 100_000
+    max_channel_balance_sat: int = 11_000_000
+    fee_base_sat: int = 1000
+    fee_ppm: int = 2000                 # of lsp_balance_sat
+    lease_ppm_per_block: int = 0        # of lsp_balance_sat, per leased block
+    order_valid_for_s: int = 3600
+    tokens: FrozenSet[str] = field(default_factory=frozenset)
+
+    def check(self) -> Optional[str]:
+        pairs = (("min_initial_client_balance_sat", "max_initial_client_balance_sat"),
+                 ("min_initial_lsp_balance_sat", "max_initial_lsp_balance_sat"),
+                 ("min_channel_balance_sat", "max_channel_balance_sat"))
+        for lo, hi in pairs:
+            if getattr(self, lo) > getattr(self, hi):
+                return f"{lo} is above {hi}"
+        if self.min_funding_confirms_within_blocks < 1:
+            return "min_funding_confirms_within_blocks must be at least 1"
+        if self.max_channel_expiry_blocks < 1:
+            return "max_channel_expiry_blocks must be at least 1"
+        if self.order_valid_for_s < 60:
+            return "orders must stay valid for at least 60 seconds"
+        return None
+
+    def info(self) -> dict:
+        """lsps1.get_info: the flat form, amounts as strings."""
+        out = {}
+        for name in ("min_required_channel_confirmations", "min_funding_confirms_within_blocks",
+                     "supports_zero_channel_reserve", "max_channel_expiry_blocks"):
+            out[name] = getattr(self, name)
+        for name in ("min_initial_client_balance_sat", "max_initial_client_balance_sat",
+                     "min_initial_lsp_balance_sat", "max_initial_lsp_balance_sat",
+                     "min_channel_balance_sat", "max_channel_balance_sat"):
+            out[name] = str(getattr(self, name))
+        return out
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def fee_sat(policy: Policy, lsp_balance_sat: int, channel_expiry_blocks: int) -> int:
+    """fee = base + ceil(lsp_balance * fee_ppm / 1e6)
+             + ceil(lsp_balance * lease_ppm_per_block * channel_expiry_blocks / 1e6)."""
+    return (policy.fee_base_sat
+            + _ceil_div(lsp_balance_sat * policy.fee_ppm, 1_000_000)
+            + _ceil_div(lsp_balance_sat * policy.lease_ppm_per_block * channel_expiry_blocks,
+                        1_000_000))
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    lsp_balance_sat: int
+    client_balance_sat: int
+    required_channel_confirmations: int
+    funding_confirms_within_blocks: int
+    channel_expiry_blocks: int
+    token: str
+    refund_onchain_address: Optional[str]
+    announce_channel: bool
+
+
+CREATE_ORDER_REQUIRED = frozenset({"lsp_balance_sat", "client_balance_sat",
+                                   "required_channel_confirmations",
+                                   "funding_confirms_within_blocks", "channel_expiry_blocks",
+                                   "announce_channel"})
+CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})
+
+
+def _invalid(prop: str, message: str) -> LspsError:
+    return LspsError(INVALID_PARAMS, "invalid params",
+                     {"property": prop, "message": message, "unrecognized": []})
+
+
+def _mismatch(prop: str, message: str) -> LspsError:
+    return LspsError(OPTION_MISMATCH, "option mismatch", {"property": prop, "message": message})
+
+
+def _uint(params: dict, name: str, maximum: int) -> int:
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+        raise _invalid(name, f"must be an integer in 0..{maximum}")
+    return value
+
+
+def check_order(policy: Policy, params: dict,
+                address_ok=lambda address: True) -> OrderRequest:
+    """Validate lsps1.create_order params: -32602 for malformed fields, 102
+    for a bad token, 100 for values outside the options."""
+    amounts = {}
+    for name in ("lsp_balance_sat", "client_balance_sat"):
+        try:
+            amounts[name] = parse_msat(params[name], name)
+        except ProtocolError as e:
+            raise _invalid(name, str(e)) from None
+    confs = _uint(params, "required_channel_confirmations", 0xFFFF)
+    within = _uint(params, "funding_confirms_within_blocks", 0xFFFF)
+    expiry = _uint(params, "channel_expiry_blocks", 0xFFFFFFFF)
+    announce = params["announce_channel"]
+    if not isinstance(announce, bool):
+        raise _invalid("announce_channel", "not a boolean")
+    token = params.get("token")
+    if token is not None and not isinstance(token, str):
+        raise _invalid("token", "not a string")
+    refund = params.get("refund_onchain_address")
+    if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
+        raise _invalid("refund_onchain_address", "not a valid on-chain address")
+    if policy.tokens and (token or "") not in policy.tokens:
+        raise LspsError(UNRECOGNIZED_TOKEN, "unrecognized or stale token")
+
+    lsp, client = amounts["lsp_balance_sat"], amounts["client_balance_sat"]
+    if lsp < 1:
+        raise _invalid("lsp_balance_sat", "must be 1 or greater")
+    checks: List[Tuple[bool, str, str]] = [
+        (lsp < policy.min_initial_lsp_balance_sat, "min_initial_lsp_balance_sat",
+         "lsp_balance_sat below the minimum"),
+        (lsp > policy.max_initial_lsp_balance_sat, "max_initial_lsp_balance_sat",
+         "lsp_balance_sat above the maximum"),
+        (client < policy.min_initial_client_balance_sat, "min_initial_client_balance_sat",
+         "client_balance_sat below the minimum"),
+        (client > policy.max_initial_client_balance_sat, "max_initial_client_balance_sat",
+         "client_balance_sat above the maximum"),
+        (lsp + client < policy.min_channel_balance_sat, "min_channel_balance_sat",
+         "channel below the minimum size"),
+        (lsp + client > policy.max_channel_balance_sat, "max_channel_balance_sat",
+         "channel above the maximum size"),
+        (confs < policy.min_required_channel_confirmations,
+         "min_required_channel_confirmations", "fewer confirmations than the LSP requires"),
+        (within < policy.min_funding_confirms_within_blocks,
+         "min_funding_confirms_within_blocks", "funding cannot confirm that fast"),
+        (expiry < 1 or expiry > policy.max_channel_expiry_blocks, "max_channel_expiry_blocks",
+         "channel_expiry_blocks outside 1..max_channel_expiry_blocks"),
+    ]
+    for failed, prop, message in checks:
+        if failed:
+            raise _mismatch(prop, message)
+    return OrderRequest(lsp, client, confs, within, expiry, token or "", refund, announce)
+
+
+def new_order(client_id: str, request: OrderRequest, policy: Policy, now_ms: int,
+              order_id: Optional[str] = None) -> dict:
+    fee = fee_sat(policy, request.lsp_balance_sat, request.channel_expiry_blocks)
+    return {
+        "order_id": order_id or str(uuid.uuid4()), "client_id": client_id,
+        "request": asdict(request), "created_ms": now_ms, "order_state": CREATED,
+        "fee_total_sat": fee, "order_total_sat": fee + request.client_balance_sat,
+        "expires_ms": now_ms + policy.order_valid_for_s * 1000,
+        "bolt11": {"state": EXPECT_PAYMENT, "invoice": None, "payment_hash": None,
+                   "label": None},
+        "parts": [], "first_part_ms": None,
+        "channel": None, "channel_id": None, "failure": None, "updated_ms": now_ms,
+        "lease_expiry_block": None, "extensions": [],
+    }
+
+
+def order_json(order: dict) -> dict:
+    """The order object of lsps1.create_order / lsps1.get_order."""
+    r = order["request"]
+    expires_at = format_datetime_ms(order["expires_ms"])
+    payment: Dict[str, dict] = {}
+    if order["bolt11"]["invoice"]:
+        payment["bolt11"] = {
+            "state": order["bolt11"]["state"], "expires_at": expires_at,
+            "fee_total_sat": str(order["fee_total_sat"]),
+            "order_total_sat": str(order["order_total_sat"]),
+            "invoice": order["bolt11"]["invoice"]}
+    return {
+        "order_id": order["order_id"],
+        "lsp_balance_sat": str(r["lsp_balance_sat"]),
+        "client_balance_sat": str(r["client_balance_sat"]),
+        "required_channel_confirmations": r["required_channel_confirmations"],
+        "funding_confirms_within_blocks": r["funding_confirms_within_blocks"],
+        "channel_expiry_blocks": r["channel_expiry_blocks"],
+        "token": r["token"], "announce_channel": r["announce_channel"],
+        "created_at": format_datetime_ms(order["created_ms"]),
+        "order_state": order["order_state"], "payment": payment,
+        "channel": order["channel"],
+    }
+
+
+# --- lightning payment (hold invoice) ------------------------------------------
+
+@dataclass
+class Decision:
+    hold: List[str] = field(default_factory=list)
+    settle: List[str] = field(default_factory=list)   # answer `continue`: CLN settles
+    fail: Dict[str, str] = field(default_factory=dict)
+    open: bool = False
+    changed: bool = False
+
+
+def on_htlc(order: dict, key: str, amount_msat: int, cltv_expiry: int, height: int,
+            now_ms: int) -> Decision:
+    """A part paying this order's invoice."""
+    bolt11 = order["bolt11"]
+    known = next((p for p in order["parts"] if p["key"] == key), None)
+    if known is not None:  # replayed after a restart
+        if bolt11["state"] == PAID:
+            return Decision(settle=[key])
+        if bolt11["state"] == REFUNDED:
+            return Decision(fail={key: incorrect_or_unknown(amount_msat, height)})
+        return Decision(hold=[key])
+    if order["order_state"] != CREATED or bolt11["state"] not in (EXPECT_PAYMENT,) \
+            or now_ms >= order["expires_ms"]:
+        return Decision(fail={key: incorrect_or_unknown(amount_msat, height)})
+    order["parts"].append({"key": key, "amount_msat": amount_msat, "cltv_expiry": cltv_expiry,
+                           "arrived_ms": now_ms})
+    if order["first_part_ms"] is None:
+        order["first_part_ms"] = now_ms
+    order["updated_ms"] = now_ms
+    d = Decision(hold=[key], changed=True)
+    if sum(p["amount_msat"] for p in order["parts"]) >= order["order_total_sat"] * 1000:
+        bolt11["state"] = HOLD
+        d.open = True
+    return d
+
+
+def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
+    d = Decision(changed=True)
+    for p in order["parts"]:
+        d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
+    if order["bolt11"]["state"] in (HOLD, EXPECT_PAYMENT) and order["parts"]:
+        order["bolt11"]["state"] = REFUNDED
+    order["order_state"] = FAILED
+    order["failure"] = reason
+    order["updated_ms"] = now_ms
+    return d
+
+
+def on_tick(order: dict, height: int, now_ms: int) -> Decision:
+    """Incomplete part sets time out; unpaid orders expire."""
+    if order["order_state"] != CREATED:
+        return Decision()
+    if order["bolt11"]["state"] == EXPECT_PAYMENT and order["parts"] and \
+            now_ms - order["first_part_ms"] >= HOLD_COLLECTION_MS:
+        d = Decision(changed=True)
+        for p in order["parts"]:
+            d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
+        order["parts"] = []
+        order["first_part_ms"] = None
+        order["updated_ms"] = now_ms
+        return d
+    if now_ms >= order["expires_ms"] and order["bolt11"]["state"] == EXPECT_PAYMENT:
+        return _refund(order, "order expired unpaid", height, now_ms)
+    return Decision()
+
+
+def on_block(order: dict, height: int, margin: int, now_ms: int) -> Decision:
+    """Held parts are failed before their CLTV expiry."""
+    if order["bolt11"]["state"] not in (EXPECT_PAYMENT, HOLD) or not order["parts"]:
+        return Decision()
+    if order["order_state"] == COMPLETED:
+        return Decision()
+    if any(p["cltv_expiry"] - height <= margin for p in order["parts"]):
+        return _refund(order, f"payment near CLTV expiry at height {height}", height, now_ms)
+    return Decision()
+
+
+def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, height: int,
+                      now_ms: int, block_ms: int = 600_000) -> Decision:
+    """Funding published: COMPLETED, the held payment is released (PAID)."""
+    r = order["request"]
+    order["channel_id"] = channel_id
+    order["lease_expiry_block"] = height + r["channel_expiry_blocks"]
+    order["channel"] = {
+        "funded_at": format_datetime_ms(now_ms), "funding_outpoint": funding_outpoint,
+        "expires_at": format_datetime_ms(now_ms + r["channel_expiry_blocks"] * block_ms)}
+    order["order_state"] = COMPLETED
+    order["updated_ms"] = now_ms
+    d = Decision(changed=True)
+    if order["bolt11"]["state"] == HOLD:
+        order["bolt11"]["state"] = PAID
+        d.settle = [p["key"] for p in order["parts"]]
+    return d
+
+
+def on_open_failed(order: dict, reason: str, height: int, now_ms: int) -> Decision:
+    return _refund(order, f"channel open failed: {reason}", height, now_ms)

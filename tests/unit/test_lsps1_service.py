@@ -1,0 +1,160 @@
+import dataclasses
+
+import pytest
+
+from lsps import lsps1_service as S
+from lsps.jsonrpc import LspsError
+
+CLIENT = "02" + "ab" * 32
+NOW = 1_800_000_000_000
+POLICY = S.Policy(min_initial_lsp_balance_sat=100_000, max_initial_lsp_balance_sat=1_000_000,
+                  min_initial_client_balance_sat=0, max_initial_client_balance_sat=500_000,
+                  min_channel_balance_sat=100_000, max_channel_balance_sat=1_200_000,
+                  fee_base_sat=1000, fee_ppm=2000, lease_ppm_per_block=1,
+                  max_channel_expiry_blocks=4320, min_funding_confirms_within_blocks=6)
+
+
+def request(**kw):
+    base = {"lsp_balance_sat": "500000", "client_balance_sat": "100000",
+            "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
+            "channel_expiry_blocks": 1000, "announce_channel": False}
+    base.update(kw)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def test_info_is_flat_with_string_amounts():
+    info = POLICY.info()
+    assert info["max_channel_expiry_blocks"] == 4320
+    assert info["min_initial_lsp_balance_sat"] == "100000"
+    assert "options" not in info and len(info) == 10
+
+
+def test_fee_formula():
+    # 1000 + ceil(500000*2000/1e6) + ceil(500000*1*1000/1e6)
+    assert S.fee_sat(POLICY, 500_000, 1000) == 1000 + 1000 + 500
+    assert S.fee_sat(POLICY, 1, 1) == 1000 + 1 + 1  # rounds up
+
+
+def test_valid_order_and_json():
+    req = S.check_order(POLICY, request(token=None))
+    order = S.new_order(CLIENT, req, POLICY, NOW, order_id="o1")
+    assert order["fee_total_sat"] == 2500 and order["order_total_sat"] == 102_500
+    order["bolt11"]["invoice"] = "lnbcrt..."
+    j = S.order_json(order)
+    assert j["token"] == "" and j["order_state"] == "CREATED" and j["channel"] is None
+    assert j["lsp_balance_sat"] == "500000" and j["created_at"].endswith("Z")
+    pay = j["payment"]["bolt11"]
+    assert pay["state"] == "EXPECT_PAYMENT" and pay["order_total_sat"] == "102500"
+    assert int(pay["fee_total_sat"]) + int(j["client_balance_sat"]) == int(pay["order_total_sat"])
+    assert "onchain" not in j["payment"]
+
+
+@pytest.mark.parametrize("field,value", [
+    ("lsp_balance_sat", "x"), ("lsp_balance_sat", -1), ("client_balance_sat", None),
+    ("required_channel_confirmations", -1), ("required_channel_confirmations", 70000),
+    ("funding_confirms_within_blocks", "6"), ("channel_expiry_blocks", 1.5),
+    ("announce_channel", "yes"), ("token", 5), ("lsp_balance_sat", "0"),
+])
+def test_invalid_params(field, value):
+    with pytest.raises(LspsError) as e:
+        S.check_order(POLICY, request(**{field: value}))
+    assert e.value.code == -32602 and e.value.data["property"] == field
+
+
+@pytest.mark.parametrize("fields,prop", [
+    ({"lsp_balance_sat": "99999", "client_balance_sat": "1000"}, "min_initial_lsp_balance_sat"),
+    ({"lsp_balance_sat": "1000001"}, "max_initial_lsp_balance_sat"),
+    ({"client_balance_sat": "500001"}, "max_initial_client_balance_sat"),
+    ({"lsp_balance_sat": "900000", "client_balance_sat": "400000"}, "max_channel_balance_sat"),
+    ({"funding_confirms_within_blocks": 5}, "min_funding_confirms_within_blocks"),
+    ({"channel_expiry_blocks": 4321}, "max_channel_expiry_blocks"),
+    ({"channel_expiry_blocks": 0}, "max_channel_expiry_blocks"),
+])
+def test_option_mismatch(fields, prop):
+    with pytest.raises(LspsError) as e:
+        S.check_order(POLICY, request(**fields))
+    assert e.value.code == 100 and e.value.data["property"] == prop
+
+
+def test_min_confirmations_and_channel_size():
+    strict = dataclasses.replace(POLICY, min_required_channel_confirmations=1,
+                                 min_channel_balance_sat=700_000)
+    with pytest.raises(LspsError) as e:
+        S.check_order(strict, request())
+    assert e.value.data["property"] == "min_channel_balance_sat"
+    with pytest.raises(LspsError) as e:
+        S.check_order(strict, request(lsp_balance_sat="650000"))
+    assert e.value.data["property"] == "min_required_channel_confirmations"
+
+
+def test_token():
+    gated = dataclasses.replace(POLICY, tokens=frozenset({"vip"}))
+    assert S.check_order(gated, request(token="vip")).token == "vip"
+    for token in (None, "nope"):
+        with pytest.raises(LspsError) as e:
+            S.check_order(gated, request(token=token))
+        assert e.value.code == 102
+
+
+def test_policy_check():
+    assert POLICY.check() is None
+    assert "above" in dataclasses.replace(POLICY, min_channel_balance_sat=2_000_000).check()
+
+
+def make_order():
+    order = S.new_order(CLIENT, S.check_order(POLICY, request()), POLICY, NOW, "o1")
+    order["bolt11"]["invoice"] = "lnbcrt..."
+    return order
+
+
+class TestHoldInvoice:
+    def test_parts_held_then_paid_on_open(self):
+        o = make_order()
+        d = S.on_htlc(o, "a/1", 50_000_000, 300, 100, NOW)
+        assert d.hold == ["a/1"] and not d.open and o["bolt11"]["state"] == "EXPECT_PAYMENT"
+        d = S.on_htlc(o, "a/2", 52_500_000, 300, 100, NOW)
+        assert d.open and o["bolt11"]["state"] == "HOLD"
+        d = S.on_channel_opened(o, "cid", "ab" * 32 + ":0", 110, NOW)
+        assert sorted(d.settle) == ["a/1", "a/2"]
+        assert o["order_state"] == "COMPLETED" and o["bolt11"]["state"] == "PAID"
+        assert o["lease_expiry_block"] == 1110
+        assert S.order_json(o)["channel"]["funding_outpoint"].endswith(":0")
+
+    def test_replays(self):
+        o = make_order()
+        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
+        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW).hold == ["a/1"]
+        S.on_channel_opened(o, "cid", "x:0", 110, NOW)
+        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW).settle == ["a/1"]
+
+    def test_open_failure_refunds(self):
+        o = make_order()
+        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
+        d = S.on_open_failed(o, "no funds", 100, NOW)
+        assert list(d.fail) == ["a/1"] and d.fail["a/1"].startswith("400f")
+        assert o["bolt11"]["state"] == "REFUNDED" and o["order_state"] == "FAILED"
+        assert S.on_htlc(o, "a/9", 1000, 300, 100, NOW).fail
+
+    def test_incomplete_parts_time_out(self):
+        o = make_order()
+        S.on_htlc(o, "a/1", 1_000_000, 300, 100, NOW)
+        assert S.on_tick(o, 100, NOW + 89_999).fail == {}
+        assert list(S.on_tick(o, 100, NOW + 90_000).fail) == ["a/1"]
+        assert o["order_state"] == "CREATED" and o["parts"] == []
+
+    def test_unpaid_order_expires(self):
+        o = make_order()
+        S.on_tick(o, 100, o["expires_ms"])
+        assert o["order_state"] == "FAILED" and o["bolt11"]["state"] == "EXPECT_PAYMENT"
+        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, o["expires_ms"]).fail
+
+    def test_cltv_margin(self):
+        o = make_order()
+        S.on_htlc(o, "a/1", 102_500_000, 120, 100, NOW)
+        assert S.on_block(o, 113, 6, NOW).fail == {}
+        assert S.on_block(o, 114, 6, NOW).fail and o["bolt11"]["state"] == "REFUNDED"
+
+    def test_failure_message_format(self):
+        msg = bytes.fromhex(S.incorrect_or_unknown(1234, 567))
+        assert msg[:2] == b"\x40\x0f" and int.from_bytes(msg[2:10], "big") == 1234
+        assert int.from_bytes(msg[10:], "big") == 567
