@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
-from lsps import lsps0, lsps1_service, lsps2_service, startup  # noqa: E402
+from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
@@ -106,6 +106,16 @@ for _name, (_field, _default, _doc) in LSPS1_OPTIONS.items():
 plugin.add_option("lsp-lsps1-token", None,
                   "LSPS1: a token clients must present; without any, no token is needed.",
                   multi=True)
+plugin.add_option("lsp-lsps7-max-extension-blocks", 13140,
+                  "LSPS7: most blocks one order may extend a lease by.", opt_type="int")
+plugin.add_option("lsp-lsps7-fee-base-sat", 0, "LSPS7: fixed part of the fee (sat).",
+                  opt_type="int")
+plugin.add_option("lsp-lsps7-fee-ppm-per-block", 1,
+                  "LSPS7: fee per million of the channel capacity, per block extended.",
+                  opt_type="int")
+plugin.add_flag_option("lsp-lsps7-extend-any-channel",
+                       "LSPS7: also extend channels not bought through LSPS1 (their lease "
+                       "starts at the current block).")
 plugin.add_option("lsp-lsps1-htlc-expiry-margin", 6,
                   "LSPS1: fail a held order payment this many blocks before its CLTV expiry.",
                   opt_type="int")
@@ -168,10 +178,20 @@ def init(options, configuration, plugin, **kwargs):
         why = lsps1_policy.check()
         if why or any(plugin.get_option(name) < 0 for name in LSPS1_OPTIONS):
             return {"disable": f"LSPS1 policy: {why or 'values must not be negative'}"}
+        lsps7_policy = lsps7_service.Policy(
+            max_extension_blocks=plugin.get_option("lsp-lsps7-max-extension-blocks"),
+            fee_base_sat=plugin.get_option("lsp-lsps7-fee-base-sat"),
+            fee_ppm_per_block=plugin.get_option("lsp-lsps7-fee-ppm-per-block"),
+            order_valid_for_s=lsps1_policy.order_valid_for_s,
+            extend_any_channel=bool(plugin.get_option("lsp-lsps7-extend-any-channel")),
+            tokens=lsps1_policy.tokens)
+        if min(lsps7_policy.max_extension_blocks, lsps7_policy.fee_base_sat,
+               lsps7_policy.fee_ppm_per_block) < 0:
+            return {"disable": "LSPS7 options must not be negative"}
         state["lsps1_service"] = Lsps1Service(
             node, store, lsps1_policy, lsp.dispatcher, lsp.timer.schedule,
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
-            plugin.log)
+            plugin.log, lsps7_policy)
     state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
     state["lsps1_client"] = Lsps1Client(
         node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),
@@ -428,6 +448,52 @@ def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"orders": service.list_orders(order_id, peer_id)}
+
+
+@plugin.async_method("lsps7-getextendablechannels")
+def lsps7_getextendablechannels(request, lsp_id, plugin=None, **kwargs):
+    """Channels LSP {lsp_id} lets this node extend the lease of."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    client = state["lsps1_client"]
+    run_in_worker(state["lsps2_client"].workers, request,
+                  lambda: client.get_extendable_channels(lsp_id))
+
+
+@plugin.async_method("lsps7-createorder")
+def lsps7_createorder(request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
+                      token=None, refund_onchain_address=None, plugin=None, **kwargs):
+    """Order an extension of {short_channel_id}'s lease by {channel_extension_expiry_blocks}."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    params = {"short_channel_id": str(short_channel_id),
+              "channel_extension_expiry_blocks": optional_int(
+                  channel_extension_expiry_blocks, "channel_extension_expiry_blocks", 1)}
+    if token is not None:
+        params["token"] = str(token)
+    if refund_onchain_address is not None:
+        params["refund_onchain_address"] = str(refund_onchain_address)
+    client = state["lsps1_client"]
+    run_in_worker(state["lsps2_client"].workers, request,
+                  lambda: client.create_extension(lsp_id, params))
+
+
+@plugin.async_method("lsps7-getorder")
+def lsps7_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
+    """The state of lease extension order {order_id} at LSP {lsp_id}."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    client = state["lsps1_client"]
+    run_in_worker(state["lsps2_client"].workers, request,
+                  lambda: client.get_extension(lsp_id, str(order_id)))
+
+
+@plugin.method("lsps7-service-orders")
+def lsps7_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
+    """LSP view of lease extension orders."""
+    service = state.get("lsps1_service")
+    if service is None:
+        raise RpcException("lsp-service is off: this node extends no leases", 1200)
+    if peer_id is not None:
+        peer_id = require_node_id(peer_id, "peer_id")
+    return {"orders": service.list_orders(order_id, peer_id, kind="lsps7")}
 
 
 @plugin.async_method("lsps2-getinfo")

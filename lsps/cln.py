@@ -125,6 +125,8 @@ class ClnNode:
                 "peer_connected": c.get("peer_connected", False),
                 "funding_outpoint": (f"{c['funding_txid']}:{c['funding_outnum']}"
                                      if c.get("funding_txid") else None),
+                "short_channel_id": c.get("short_channel_id") or alias.get("local"),
+                "capacity_sat": msat(c.get("total_msat", 0)) // 1000,
             })
         return out
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
 from . import lsps1_service as S
+from . import lsps7_service as X
 from .client import BAD_RESPONSE, ClientError
 from .cln import ClnNode, htlc_continue, htlc_fail, msat
 from .jsonrpc import INTERNAL_ERROR, LspsError
@@ -22,12 +23,15 @@ from .store import Store
 
 ORDERS = "lsps1-orders"
 BOUGHT = "lsps1-bought"
+LEASES = "leases"
 MAX_UNPAID_ORDERS_PER_PEER = 10
 REPLAY_GRACE_S = 15
 # A channel funded for an order must become usable within this long.
 OPEN_TIMEOUT_S = 120
-# RPC error code of the client: fee_total_sat + client_balance_sat != order_total_sat.
+# RPC error codes of the client: fee_total_sat + client_balance_sat != order_total_sat;
+# LSPS7 expiration_block + extension != new_channel_expiry_block.
 ORDER_TOTAL_MISMATCH = 1301
+EXTENSION_MISMATCH = 1701
 
 
 def now_ms() -> int:
@@ -38,12 +42,17 @@ Responder = Callable[[dict], None]
 
 
 class Lsps1Service:
+    """LSPS1 channel orders and LSPS7 lease extensions: both are paid by a
+    held invoice, so one runtime serves both kinds of order."""
+
     def __init__(self, node: ClnNode, store: Store, policy: S.Policy, dispatcher: Dispatcher,
                  schedule, is_connected: Callable[[str], bool], htlc_expiry_margin: int,
-                 log: Callable[[str, str], None]):
+                 log: Callable[[str, str], None], lsps7: X.Policy):
         self.node = node
         self.store = store
         self.policy = policy
+        self.lsps7 = lsps7
+        self.leases: Dict[str, dict] = {}  # channel_id -> lease (once extended)
         self.schedule = schedule
         self.is_connected = is_connected
         self.margin = htlc_expiry_margin
@@ -60,10 +69,18 @@ class Lsps1Service:
                                        optional=S.CREATE_ORDER_OPTIONAL))
         dispatcher.register(MethodSpec("lsps1.get_order", 1, self._get_order,
                                        required=frozenset({"order_id"})))
+        dispatcher.register(MethodSpec("lsps7.get_extendable_channels", 7,
+                                       self._get_extendable))
+        dispatcher.register(MethodSpec("lsps7.create_order", 7, self._create_extension,
+                                       required=X.CREATE_ORDER_REQUIRED,
+                                       optional=X.CREATE_ORDER_OPTIONAL))
+        dispatcher.register(MethodSpec("lsps7.get_order", 7, self._get_extension,
+                                       required=frozenset({"order_id"})))
 
     def start(self) -> None:
         self.height = self.node.blockheight()
         with self.lock:
+            self.leases.update(self.store.list(LEASES))
             for order in self.store.list(ORDERS).values():
                 self.orders[order["order_id"]] = order
                 if order["bolt11"]["payment_hash"]:
@@ -81,13 +98,17 @@ class Lsps1Service:
 
     # --- LSPS1 methods ------------------------------------------------------------
     def _create_order(self, call):
+        return self._off_loop(call, self._do_create)
+
+    def _off_loop(self, call, do):
+        """Run do(peer, params) on a worker (it makes RPC calls) and answer."""
         def work():
             try:
-                call.respond(self._do_create(call.peer_id, call.params))
+                call.respond(do(call.peer_id, call.params))
             except LspsError as e:
                 call.fail(e)
             except Exception as e:
-                self.log(f"lsps1.create_order from {call.peer_id} failed: {e!r}", "warn")
+                self.log(f"{call.method} from {call.peer_id} failed: {e!r}", "warn")
                 call.fail(LspsError(INTERNAL_ERROR, "internal error"))
         self.workers.submit(work)
         return DEFERRED
@@ -101,10 +122,17 @@ class Lsps1Service:
         if unpaid >= MAX_UNPAID_ORDERS_PER_PEER:
             raise LspsError(1, "client rejected: too many unpaid orders")
         order = S.new_order(client_id, request, self.policy, now_ms())
-        label = f"clnlsp-lsps1-{order['order_id']}"
-        invoice = self.node.create_invoice(
-            order["order_total_sat"] * 1000, label, f"LSPS1 channel order {order['order_id']}",
-            self.policy.order_valid_for_s)
+        self._add_order(order, f"LSPS1 channel order {order['order_id']}",
+                        self.policy.order_valid_for_s)
+        self.log(f"lsps1: order {order['order_id']} for {client_id}: "
+                 f"{request.lsp_balance_sat}+{request.client_balance_sat} sat", "info")
+        return S.order_json(order)
+
+    def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
+        """Give the order its (held) invoice and record it, before answering."""
+        label = f"clnlsp-{order.get('kind', 'lsps1')}-{order['order_id']}"
+        invoice = self.node.create_invoice(order["order_total_sat"] * 1000, label, description,
+                                           valid_for_s)
         order["bolt11"].update(invoice=invoice["bolt11"], payment_hash=invoice["payment_hash"],
                                label=label)
         with self.lock:
@@ -112,17 +140,77 @@ class Lsps1Service:
             self.by_hash[invoice["payment_hash"]] = order["order_id"]
             self._persist(order)
             self._arm(order)
-        self.log(f"lsps1: order {order['order_id']} for {client_id}: "
-                 f"{request.lsp_balance_sat}+{request.client_balance_sat} sat", "info")
-        return S.order_json(order)
+
+    def _find(self, peer_id: str, order_id, kind: str) -> dict:
+        """The peer's own order of this kind, else 101 (others' orders do not exist)."""
+        order = self.orders.get(order_id) if isinstance(order_id, str) else None
+        if order is None or order["client_id"] != peer_id or order.get("kind", "lsps1") != kind:
+            raise LspsError(S.ORDER_NOT_FOUND, "order not found", {})
+        return order
 
     def _get_order(self, call) -> dict:
-        order_id = call.params["order_id"]
         with self.lock:
-            order = self.orders.get(order_id) if isinstance(order_id, str) else None
-            if order is None or order["client_id"] != call.peer_id:
-                raise LspsError(S.ORDER_NOT_FOUND, "order not found", {})
-            return S.order_json(order)
+            return S.order_json(self._find(call.peer_id, call.params["order_id"], "lsps1"))
+
+    # --- LSPS7 methods ---------------------------------------------------------------
+    def _leases_of(self, peer_id: str) -> Dict[str, dict]:
+        """short_channel_id -> lease, for the peer's channels that can be extended."""
+        out = {}
+        height = self.height
+        for c in self.node.channels(peer_id):
+            if c["state"] not in ("CHANNELD_NORMAL", "CHANNELD_AWAITING_LOCKIN") or \
+                    not c["short_channel_id"]:
+                continue
+            with self.lock:
+                lease = self.leases.get(c["channel_id"])
+                bought = next((o for o in self.orders.values()
+                               if o.get("kind", "lsps1") == "lsps1"
+                               and o["channel_id"] == c["channel_id"]
+                               and o["order_state"] == S.COMPLETED), None)
+            if lease is None and bought is not None:
+                lease = {"expiration_block": bought["lease_expiry_block"],
+                         "original_order_id": bought["order_id"], "extension_order_ids": []}
+            elif lease is None and self.lsps7.extend_any_channel:
+                lease = {"expiration_block": height, "original_order_id": None,
+                         "extension_order_ids": []}
+            if lease is None:
+                continue
+            lease = {**lease, "channel_id": c["channel_id"], "client_id": peer_id,
+                     "short_channel_id": c["short_channel_id"],
+                     "capacity_sat": c["capacity_sat"]}
+            out[c["short_channel_id"]] = lease
+        return out
+
+    def _get_extendable(self, call):
+        return self._off_loop(call, lambda peer, params: {"extendable_channels": [
+            X.extendable_json(lease, self.lsps7) for lease in self._leases_of(peer).values()]})
+
+    def _create_extension(self, call):
+        def do(peer, params):
+            lease, blocks, token = X.check_order(self.lsps7, params, self._leases_of(peer))
+            order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms())
+            self._add_order(order, f"LSPS7 lease extension {order['order_id']}",
+                            self.lsps7.order_valid_for_s)
+            self.log(f"lsps7: order {order['order_id']} extends {lease['short_channel_id']} "
+                     f"by {blocks} blocks", "info")
+            return X.order_json(order, lease, self.lsps7)
+        return self._off_loop(call, do)
+
+    def _get_extension(self, call):
+        def do(peer, params):
+            with self.lock:
+                order = self._find(peer, params["order_id"], "lsps7")
+            lease = self._leases_of(peer).get(order["short_channel_id"]) or \
+                self._stored_lease(order)
+            return X.order_json(order, lease, self.lsps7)
+        return self._off_loop(call, do)
+
+    def _stored_lease(self, order: dict) -> dict:
+        """The lease of a channel that is no longer open (the order is history)."""
+        lease = self.leases.get(order["channel_id"]) or {
+            "expiration_block": order["new_channel_expiry_block"]
+            - order["channel_extension_expiry_blocks"], "extension_order_ids": []}
+        return {**lease, "short_channel_id": order["short_channel_id"]}
 
     # --- node events --------------------------------------------------------------
     def owns_payment(self, onion: dict, htlc: dict) -> bool:
@@ -170,6 +258,9 @@ class Lsps1Service:
         self._arm(order)
 
     def _start_open(self, order: dict) -> None:
+        if order.get("kind") == "lsps7":
+            self.workers.submit(self._extend, order["order_id"])
+            return
         if not self.is_connected(order["client_id"]):
             # bLIP-51: wait for the peer; the connect notification resumes.
             order["_waiting_peer"] = True
@@ -205,6 +296,24 @@ class Lsps1Service:
             self._apply(order, S.on_channel_opened(order, opened["channel_id"],
                                                    opened["funding_outpoint"], self.height,
                                                    now_ms()))
+
+    def _extend(self, order_id: str) -> None:
+        """LSPS7 payment held: record the new expiry (write-ahead), then settle."""
+        with self.lock:
+            order = self.orders[order_id]
+        lease = self._leases_of(order["client_id"]).get(order["short_channel_id"])
+        with self.lock:
+            if lease is None:
+                self._apply(order, S.on_open_failed(order, "channel no longer extendable",
+                                                    self.height, now_ms()))
+                return
+            d = X.on_held(order, lease, now_ms())
+            record = {k: lease[k] for k in ("channel_id", "client_id", "short_channel_id",
+                                             "capacity_sat", "expiration_block",
+                                             "original_order_id", "extension_order_ids")}
+            self.leases[lease["channel_id"]] = record
+            self.store.put(LEASES, lease["channel_id"], record)
+            self._apply(order, d)
 
     def _adopt(self, order: dict) -> Optional[dict]:
         """A channel an interrupted open of this order already made."""
@@ -243,18 +352,28 @@ class Lsps1Service:
         self.store.put(ORDERS, order["order_id"],
                        {k: v for k, v in order.items() if not k.startswith("_")})
 
-    def list_orders(self, order_id: Optional[str], peer_id: Optional[str]) -> List[dict]:
+    def list_orders(self, order_id: Optional[str], peer_id: Optional[str],
+                    kind: str = "lsps1") -> List[dict]:
         with self.lock:
             out = []
             for o in self.orders.values():
                 if order_id and o["order_id"] != order_id or peer_id and o["client_id"] != peer_id:
                     continue
+                if o.get("kind", "lsps1") != kind:
+                    continue
+                if kind == "lsps7":
+                    out.append({**X.order_json(o, self._stored_lease(o), self.lsps7),
+                                "peer_id": o["client_id"], "channel_id": o["channel_id"],
+                                "failure": o["failure"]})
+                    continue
+                lease = self.leases.get(o["channel_id"] or "")
                 out.append({**S.order_json(o), "peer_id": o["client_id"],
                             "payment_hash": o["bolt11"]["payment_hash"],
                             "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
                                        "cltv_expiry": p["cltv_expiry"]} for p in o["parts"]],
                             "channel_id": o["channel_id"],
-                            "lease_expiry_block": o["lease_expiry_block"],
+                            "lease_expiry_block": (lease or {}).get(
+                                "expiration_block", o["lease_expiry_block"]),
                             "failure": o["failure"]})
             return sorted(out, key=lambda o: o["created_at"])
 
@@ -353,6 +472,52 @@ class Lsps1Client:
             records = [r for r in self.bought.values() if lsp_id in (None, r["lsp_id"])]
         return [{"lsp_id": r["lsp_id"], "last_seen_at": r["updated_at"], **r["order"]}
                 for r in sorted(records, key=lambda r: r["order"].get("created_at", ""))]
+
+    # --- LSPS7 ---------------------------------------------------------------------
+    def get_extendable_channels(self, lsp_id: str) -> dict:
+        result = self.request(lsp_id, "lsps7.get_extendable_channels", {})
+        channels = result.get("extendable_channels") if isinstance(result, dict) else None
+        if not isinstance(channels, list) or not all(isinstance(c, dict) for c in channels):
+            raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an invalid extendable channel list",
+                              {"result": result})
+        return {"extendable_channels": channels}
+
+    def create_extension(self, lsp_id: str, params: dict) -> dict:
+        return self._check_extension(lsp_id, self.request(lsp_id, "lsps7.create_order", params),
+                                     params["channel_extension_expiry_blocks"])
+
+    def get_extension(self, lsp_id: str, order_id: str) -> dict:
+        return self._check_extension(lsp_id, self.request(lsp_id, "lsps7.get_order",
+                                                          {"order_id": order_id}), None)
+
+    def _check_extension(self, lsp_id: str, order: Any, asked: Optional[int]) -> dict:
+        """expiration_block + extension == new_channel_expiry_block (draft bLIP-57);
+        the fee total is checked like LSPS1's with no client balance."""
+        if not isinstance(order, dict) or not isinstance(order.get("order_id"), str):
+            raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an extension order without order_id",
+                              {"result": order})
+        check_order_result(lsp_id, {**order, "client_balance_sat": "0"})
+        try:
+            blocks = parse_uint(order.get("channel_extension_expiry_blocks"),
+                                "channel_extension_expiry_blocks", 0xFFFFFFFF)
+            new = order.get("new_channel_expiry_block", order.get("new_channel_expiry_blocks"))
+            new = parse_uint(new, "new_channel_expiry_block", 0xFFFFFFFF)
+            channel = order.get("channel") if isinstance(order.get("channel"), dict) else {}
+            expiration = parse_uint(channel.get("expiration_block"), "channel.expiration_block",
+                                    0xFFFFFFFF)
+        except ProtocolError as e:
+            raise ClientError(BAD_RESPONSE, f"{lsp_id}: invalid extension order: {e}",
+                              {"result": order}) from None
+        if asked is not None and blocks != asked:
+            raise ClientError(EXTENSION_MISMATCH, f"{lsp_id} extends by {blocks} blocks, "
+                              f"not the {asked} asked for", {"order": order})
+        # Before payment the channel shows the current expiry; once the lease is
+        # extended it already includes this extension.
+        if order.get("order_state") == S.CREATED and expiration + blocks != new:
+            raise ClientError(EXTENSION_MISMATCH,
+                              f"{lsp_id}: expiration_block {expiration} + {blocks} != "
+                              f"new_channel_expiry_block {new}", {"order": order})
+        return order
 
     def accepts_zeroconf_from(self, peer_id: str) -> bool:
         """An LSP we ordered a zero-confirmation channel from, not yet delivered."""

@@ -198,17 +198,22 @@ def new_order(client_id: str, request: OrderRequest, policy: Policy, now_ms: int
     }
 
 
-def order_json(order: dict) -> dict:
-    """The order object of lsps1.create_order / lsps1.get_order."""
-    r = order["request"]
-    expires_at = format_datetime_ms(order["expires_ms"])
+def payment_json(order: dict) -> Dict[str, dict]:
+    """The `payment` object (LSPS1, and LSPS7 which copies it)."""
     payment: Dict[str, dict] = {}
     if order["bolt11"]["invoice"]:
         payment["bolt11"] = {
-            "state": order["bolt11"]["state"], "expires_at": expires_at,
+            "state": order["bolt11"]["state"],
+            "expires_at": format_datetime_ms(order["expires_ms"]),
             "fee_total_sat": str(order["fee_total_sat"]),
             "order_total_sat": str(order["order_total_sat"]),
             "invoice": order["bolt11"]["invoice"]}
+    return payment
+
+
+def order_json(order: dict) -> dict:
+    """The order object of lsps1.create_order / lsps1.get_order."""
+    r = order["request"]
     return {
         "order_id": order["order_id"],
         "lsp_balance_sat": str(r["lsp_balance_sat"]),
@@ -218,7 +223,7 @@ def order_json(order: dict) -> dict:
         "channel_expiry_blocks": r["channel_expiry_blocks"],
         "token": r["token"], "announce_channel": r["announce_channel"],
         "created_at": format_datetime_ms(order["created_ms"]),
-        "order_state": order["order_state"], "payment": payment,
+        "order_state": order["order_state"], "payment": payment_json(order),
         "channel": order["channel"],
     }
 

@@ -4,11 +4,12 @@ import os
 
 import pytest
 from pyln.client import RpcError
-from pyln.testing.utils import only_one, wait_for
+from pyln.testing.utils import only_one, sync_blockheight, wait_for
 
 FAKE_LSP = os.path.join(os.path.dirname(__file__), "plugins", "fake_lsp.py")
 LSP_OPTS = {"lsp-service": None, "lsp-lsps1-fee-base-sat": 1000, "lsp-lsps1-fee-ppm": 2000,
-            "lsp-lsps1-lease-ppm-per-block": 1, "lsp-lsps1-max-channel-expiry-blocks": 4320}
+            "lsp-lsps1-lease-ppm-per-block": 1, "lsp-lsps1-max-channel-expiry-blocks": 4320,
+            "lsp-lsps7-max-extension-blocks": 4320}
 
 
 def order_topology(node_factory, plugin_path, lsp_opts=None, fund_lsp=True,
@@ -157,3 +158,68 @@ def test_lsp_restart_while_payment_is_held(node_factory, plugin_path, executor):
     assert got["order_state"] == "COMPLETED" and got["payment"]["bolt11"]["state"] == "PAID"
     # Exactly one channel bought: the paying one plus the ordered one.
     assert len(client.rpc.listpeerchannels(lsp.info["id"])["channels"]) == 2
+
+
+def test_lsps7_extend_a_purchased_channel_twice(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path, may_reconnect=True)
+    lsp_id = lsp.info["id"]
+    assert client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp_id}) == {
+        "protocols": [1, 2, 7]}
+    order = client.rpc.call("lsps1-createorder", {
+        "lsp_id": lsp_id, "lsp_balance_sat": 500_000, "client_balance_sat": 20_000,
+        "channel_expiry_blocks": 1000})
+    client.rpc.xpay(invstring=order["payment"]["bolt11"]["invoice"])
+    opened_at = lsp.rpc.getinfo()["blockheight"]
+    # Spend nothing from a zero-conf channel's pushed balance before both
+    # nodes saw it confirm: CLN v26.06 aborts at lock-in otherwise
+    # ("Unable to sub our_msat - push").
+    bitcoind.generate_block(1)
+    sync_blockheight(bitcoind, [client, lsp])
+    wait_for(lambda: all(c.get("short_channel_id") for c in
+                         client.rpc.listpeerchannels(lsp_id)["channels"]))
+    wait_for(lambda: len(client.rpc.call("lsps7-getextendablechannels", {"lsp_id": lsp_id})[
+        "extendable_channels"]) == 1)
+    entry = only_one(client.rpc.call("lsps7-getextendablechannels", {"lsp_id": lsp_id})[
+        "extendable_channels"])
+    assert entry["original_order"] == {"id": order["order_id"], "service": "LSPS1"}
+    assert entry["expiration_block"] == opened_at + 1000
+    assert entry["extension_order_ids"] == []
+    scid = entry["short_channel_id"]
+
+    expected = entry["expiration_block"]
+    ids = []
+    for blocks in (100, 50):
+        ext = client.rpc.call("lsps7-createorder", {
+            "lsp_id": lsp_id, "short_channel_id": scid,
+            "channel_extension_expiry_blocks": blocks})
+        assert ext["new_channel_expiry_block"] == expected + blocks
+        pay = ext["payment"]["bolt11"]
+        assert pay["fee_total_sat"] == pay["order_total_sat"] == str(-(-520_000 * blocks // 10**6))
+        client.rpc.xpay(invstring=pay["invoice"])
+        done = client.rpc.call("lsps7-getorder", {"lsp_id": lsp_id, "order_id": ext["order_id"]})
+        assert done["order_state"] == "COMPLETED" and done["payment"]["bolt11"]["state"] == "PAID"
+        expected += blocks
+        ids.append(ext["order_id"])
+        assert done["new_channel_expiry_block"] == expected
+
+    lsp.restart()
+    client.connect(lsp)
+    entry = only_one(client.rpc.call("lsps7-getextendablechannels", {"lsp_id": lsp_id})[
+        "extendable_channels"])
+    assert entry["expiration_block"] == opened_at + 1150
+    assert entry["extension_order_ids"] == ids
+    view = only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])
+    assert view["lease_expiry_block"] == opened_at + 1150
+    assert len(lsp.rpc.call("lsps7-service-orders", {})["orders"]) == 2
+
+    for params, prop in ((dict(short_channel_id="1x1x1", channel_extension_expiry_blocks=10),
+                          "short_channel_id"),
+                         (dict(short_channel_id=scid, channel_extension_expiry_blocks=5000),
+                          "max_channel_extension_expiry_blocks")):
+        with pytest.raises(RpcError) as e:
+            client.rpc.call("lsps7-createorder", {"lsp_id": lsp_id, **params})
+        assert e.value.error["data"]["code"] == 100
+        assert e.value.error["data"]["data"]["property"] == prop
+    with pytest.raises(RpcError) as e:
+        client.rpc.call("lsps7-getorder", {"lsp_id": lsp_id, "order_id": order["order_id"]})
+    assert e.value.error["data"]["code"] == 101  # an LSPS1 order is no LSPS7 order

@@ -1,0 +1,88 @@
+import pytest
+
+from lsps import lsps1_service as S
+from lsps import lsps7_service as X
+from lsps.jsonrpc import LspsError
+
+NOW = 1_800_000_000_000
+POLICY = X.Policy(max_extension_blocks=1000, fee_base_sat=10, fee_ppm_per_block=2)
+
+
+def lease(expiration=5000, ids=None):
+    return {"channel_id": "cid", "client_id": "02" + "ab" * 32, "short_channel_id": "100x1x0",
+            "capacity_sat": 520_000, "expiration_block": expiration,
+            "extension_order_ids": list(ids or []), "original_order_id": "o1"}
+
+
+def test_fee():
+    assert X.fee_sat(POLICY, 520_000, 100) == 10 + 104
+    assert X.fee_sat(POLICY, 1, 1) == 11  # rounds up
+
+
+def test_extendable_json():
+    j = X.extendable_json(lease(), POLICY)
+    assert j == {"short_channel_id": "100x1x0", "max_channel_extension_expiry_blocks": 1000,
+                 "expiration_block": 5000, "extension_order_ids": [],
+                 "original_order": {"id": "o1", "service": "LSPS1"}}
+    assert "original_order" not in X.extendable_json({**lease(), "original_order_id": None},
+                                                     POLICY)
+
+
+@pytest.mark.parametrize("params,code,prop", [
+    ({"short_channel_id": "nope", "channel_extension_expiry_blocks": 10}, -32602,
+     "short_channel_id"),
+    ({"short_channel_id": "100x1x0", "channel_extension_expiry_blocks": "10"}, -32602,
+     "channel_extension_expiry_blocks"),
+    ({"short_channel_id": "200x1x0", "channel_extension_expiry_blocks": 10}, 100,
+     "short_channel_id"),
+    ({"short_channel_id": "100x1x0", "channel_extension_expiry_blocks": 1001}, 100,
+     "max_channel_extension_expiry_blocks"),
+    ({"short_channel_id": "100x1x0", "channel_extension_expiry_blocks": 0}, 100,
+     "max_channel_extension_expiry_blocks"),
+])
+def test_check_order_errors(params, code, prop):
+    with pytest.raises(LspsError) as e:
+        X.check_order(POLICY, params, {"100x1x0": lease()})
+    assert e.value.code == code and e.value.data["property"] == prop
+
+
+def test_token_uses_102():
+    gated = X.Policy(tokens=frozenset({"t"}))
+    with pytest.raises(LspsError) as e:
+        X.check_order(gated, {"short_channel_id": "100x1x0",
+                              "channel_extension_expiry_blocks": 10}, {"100x1x0": lease()})
+    assert e.value.code == 102
+
+
+def test_extensions_add_up_and_are_idempotent():
+    the_lease = lease()
+    orders = []
+    for blocks in (100, 50):
+        _, b, token = X.check_order(POLICY, {"short_channel_id": "100x1x0",
+                                             "channel_extension_expiry_blocks": blocks},
+                                    {"100x1x0": the_lease})
+        orders.append(X.new_order(the_lease["client_id"], the_lease, b, token, POLICY, NOW))
+    # Both created against expiry 5000; paid one after the other they add up.
+    for o in orders:
+        o["bolt11"]["invoice"] = "lnbcrt"
+        S.on_htlc(o, f"k/{o['order_id']}", o["order_total_sat"] * 1000, 900, 100, NOW)
+        assert o["bolt11"]["state"] == "HOLD"
+        d = X.on_held(o, the_lease, NOW)
+        assert d.settle and o["order_state"] == "COMPLETED" and o["bolt11"]["state"] == "PAID"
+    assert the_lease["expiration_block"] == 5150
+    assert [o["new_channel_expiry_block"] for o in orders] == [5100, 5150]
+    # A replay after a restart extends nothing twice.
+    orders[0]["bolt11"]["state"] = "HOLD"
+    X.on_held(orders[0], the_lease, NOW)
+    assert the_lease["expiration_block"] == 5150
+
+
+def test_order_json_counts_from_the_current_lease_while_unpaid():
+    the_lease = lease()
+    o = X.new_order(the_lease["client_id"], the_lease, 100, "", POLICY, NOW, "x")
+    the_lease["expiration_block"] = 6000
+    j = X.order_json(o, the_lease, POLICY)
+    assert j["new_channel_expiry_block"] == 6100
+    assert j["channel"]["expiration_block"] + j["channel_extension_expiry_blocks"] == \
+        j["new_channel_expiry_block"]
+    assert j["payment"] == {} and j["token"] == ""
