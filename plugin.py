@@ -103,6 +103,17 @@ LSPS1_OPTIONS = {
 }
 for _name, (_field, _default, _doc) in LSPS1_OPTIONS.items():
     plugin.add_option(_name, _default, _doc, opt_type="int")
+plugin.add_flag_option("lsp-lsps1-onchain",
+                       "LSPS1: accept on-chain payment (only from clients that give a "
+                       "refund_onchain_address).")
+plugin.add_option("lsp-lsps1-min-onchain-confirmations", 1,
+                  "LSPS1: confirmations an on-chain payment needs (at least 1).", opt_type="int")
+plugin.add_option("lsp-lsps1-min-fee-for-0conf", 253,
+                  "LSPS1: min_fee_for_0conf advertised (sat per 1000 weight units); "
+                  "unconfirmed payments are not accepted.", opt_type="int")
+plugin.add_option("lsp-lsps1-prune-after", 86400,
+                  "LSPS1: seconds after which a failed order with nothing left to refund is "
+                  "forgotten (lsps1.get_order then answers 101).", opt_type="int")
 plugin.add_option("lsp-lsps1-token", None,
                   "LSPS1: a token clients must present; without any, no token is needed.",
                   multi=True)
@@ -174,7 +185,11 @@ def init(options, configuration, plugin, **kwargs):
             lsp.timer.schedule, lsp.transport.is_connected, plugin.log)
         lsps1_policy = lsps1_service.Policy(
             **{field: plugin.get_option(name) for name, (field, _, _) in LSPS1_OPTIONS.items()},
-            tokens=frozenset(plugin.get_option("lsp-lsps1-token") or []))
+            tokens=frozenset(plugin.get_option("lsp-lsps1-token") or []),
+            onchain=bool(plugin.get_option("lsp-lsps1-onchain")),
+            min_onchain_payment_confirmations=plugin.get_option(
+                "lsp-lsps1-min-onchain-confirmations"),
+            min_fee_for_0conf=plugin.get_option("lsp-lsps1-min-fee-for-0conf"))
         why = lsps1_policy.check()
         if why or any(plugin.get_option(name) < 0 for name in LSPS1_OPTIONS):
             return {"disable": f"LSPS1 policy: {why or 'values must not be negative'}"}
@@ -191,7 +206,7 @@ def init(options, configuration, plugin, **kwargs):
         state["lsps1_service"] = Lsps1Service(
             node, store, lsps1_policy, lsp.dispatcher, lsp.timer.schedule,
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
-            plugin.log, lsps7_policy)
+            plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"))
     state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
     state["lsps1_client"] = Lsps1Client(
         node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),

@@ -152,6 +152,42 @@ class ClnNode:
         return {"channel_id": result["channel_id"],
                 "funding_outpoint": f"{result['txid']}:{result['outnum']}"}
 
+    def new_address(self) -> str:
+        result = self.rpc().call("newaddr", {"addresstype": "p2tr"})
+        return result.get("p2tr") or result.get("bech32")
+
+    def wallet_outputs(self) -> List[dict]:
+        """Unspent wallet outputs: {outpoint, address, amount_sat, blockheight or None}."""
+        out = []
+        for o in self.rpc().call("listfunds")["outputs"]:
+            if o.get("status") == "spent":
+                continue
+            out.append({"outpoint": f"{o['txid']}:{o['output']}", "address": o.get("address"),
+                        "amount_sat": msat(o["amount_msat"]) // 1000,
+                        "blockheight": o.get("blockheight") if o.get("status") == "confirmed"
+                        else None})
+        return out
+
+    def refund_fee_sat(self) -> int:
+        """What a one-output refund costs at the "normal" feerate (a generous
+        estimate of its weight: two inputs, two outputs)."""
+        perkw = self.rpc().call("feerates", {"style": "perkw"})["perkw"].get("opening", 253)
+        return -(-perkw * 900 // 1000)
+
+    def send_onchain(self, destination: str, amount_sat: int) -> str:
+        """Pay from the wallet (withdraw); the txid."""
+        return self.rpc().call("withdraw", {"destination": destination,
+                                            "satoshi": amount_sat})["txid"]
+
+    def sent_onchain(self, amount_sat: int) -> Optional[str]:
+        """The txid of a wallet transaction with an output of exactly amount_sat
+        (to find a refund sent just before a crash)."""
+        for tx in self.rpc().call("listtransactions")["transactions"]:
+            for out in tx.get("outputs", []):
+                if msat(out.get("amount_msat", 0)) == amount_sat * 1000:
+                    return tx["hash"]
+        return None
+
     def set_channel_fee(self, channel_id: str, base_msat: int, ppm: int) -> None:
         self.rpc().call("setchannel", {"id": channel_id, "feebase": base_msat,
                                        "feeppm": ppm})

@@ -47,11 +47,13 @@ class Lsps1Service:
 
     def __init__(self, node: ClnNode, store: Store, policy: S.Policy, dispatcher: Dispatcher,
                  schedule, is_connected: Callable[[str], bool], htlc_expiry_margin: int,
-                 log: Callable[[str, str], None], lsps7: X.Policy):
+                 log: Callable[[str, str], None], lsps7: X.Policy,
+                 prune_after_s: int = 86400):
         self.node = node
         self.store = store
         self.policy = policy
         self.lsps7 = lsps7
+        self.prune_after_s = prune_after_s
         self.leases: Dict[str, dict] = {}  # channel_id -> lease (once extended)
         self.schedule = schedule
         self.is_connected = is_connected
@@ -87,13 +89,15 @@ class Lsps1Service:
                     self.by_hash[order["bolt11"]["payment_hash"]] = order["order_id"]
                 self._arm(order)
         self.schedule(REPLAY_GRACE_S, self._after_replay)
+        self._prune()
 
     def _after_replay(self) -> None:
         """A held order whose open was cut short by a restart: open now."""
         with self.lock:
             for order in self.orders.values():
-                if order["bolt11"]["state"] == S.HOLD and order["order_state"] == S.CREATED \
-                        and not order.get("_opening"):
+                paid = order["bolt11"]["state"] == S.HOLD or (
+                    order.get("onchain") and order["onchain"]["state"] == S.PAID)
+                if paid and order["order_state"] == S.CREATED and not order.get("_opening"):
                     self._start_open(order)
 
     # --- LSPS1 methods ------------------------------------------------------------
@@ -122,11 +126,13 @@ class Lsps1Service:
         if unpaid >= MAX_UNPAID_ORDERS_PER_PEER:
             raise LspsError(1, "client rejected: too many unpaid orders")
         order = S.new_order(client_id, request, self.policy, now_ms())
+        if order["onchain"] is not None:
+            order["onchain"]["address"] = self.node.new_address()
         self._add_order(order, f"LSPS1 channel order {order['order_id']}",
                         self.policy.order_valid_for_s)
         self.log(f"lsps1: order {order['order_id']} for {client_id}: "
                  f"{request.lsp_balance_sat}+{request.client_balance_sat} sat", "info")
-        return S.order_json(order)
+        return S.order_json(order, self.policy)
 
     def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
         """Give the order its (held) invoice and record it, before answering."""
@@ -150,7 +156,8 @@ class Lsps1Service:
 
     def _get_order(self, call) -> dict:
         with self.lock:
-            return S.order_json(self._find(call.peer_id, call.params["order_id"], "lsps1"))
+            return S.order_json(self._find(call.peer_id, call.params["order_id"], "lsps1"),
+                                self.policy)
 
     # --- LSPS7 methods ---------------------------------------------------------------
     def _leases_of(self, peer_id: str) -> Dict[str, dict]:
@@ -232,6 +239,33 @@ class Lsps1Service:
             self.height = height
             for order in self.orders.values():
                 self._apply(order, S.on_block(order, height, self.margin, now_ms()))
+            watching = any(o.get("onchain") and o["onchain"]["address"]
+                           for o in self.orders.values())
+            retry = [(o["order_id"], o["onchain"]["refund_pending"]["outpoints"])
+                     for o in self.orders.values()
+                     if o.get("onchain") and o["onchain"].get("refund_pending")]
+        for order_id, outpoints in retry:
+            self.workers.submit(self._send_refund, order_id, outpoints)
+        if watching:
+            self.workers.submit(self._scan_onchain, height)
+        self._prune()
+
+    def _scan_onchain(self, height: int) -> None:
+        """What each order's address received, with its confirmations."""
+        by_address: Dict[str, List[dict]] = {}
+        for o in self.node.wallet_outputs():
+            confirmations = height - o["blockheight"] + 1 if o["blockheight"] else 0
+            by_address.setdefault(o["address"], []).append(
+                {"outpoint": o["outpoint"], "amount_sat": o["amount_sat"],
+                 "confirmations": confirmations})
+        with self.lock:
+            for order in self.orders.values():
+                onchain = order.get("onchain")
+                if not onchain or not onchain["address"]:
+                    continue
+                self._apply(order, S.on_onchain_outputs(
+                    order, by_address.get(onchain["address"], []),
+                    self.policy.min_onchain_payment_confirmations, now_ms()))
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:
@@ -253,9 +287,52 @@ class Lsps1Service:
             respond = self.waiting.pop(key, None)
             if respond:
                 respond(htlc_continue())
+        if d.refund:
+            self.workers.submit(self._send_refund, order["order_id"], list(d.refund))
         if d.open:
             self._start_open(order)
         self._arm(order)
+
+    def _send_refund(self, order_id: str, outpoints: List[str]) -> None:
+        """Send the value of these outputs, minus the refund's fee, to the
+        client's refund address (from the wallet, so CLN's emergency reserve
+        never shortens it). Write-ahead: the pending refund is recorded first,
+        and a retry after a crash looks for it before paying again."""
+        with self.lock:
+            order = self.orders[order_id]
+            onchain = order["onchain"]
+            pending = onchain.get("refund_pending")
+            if pending is None or set(pending["outpoints"]) != set(outpoints):
+                value = sum(o["amount_sat"] for o in onchain["outputs"]
+                            if o["outpoint"] in outpoints)
+                pending = {"outpoints": outpoints,
+                           "amount_sat": value - self.node.refund_fee_sat()}
+                onchain["refund_pending"] = pending
+                self._persist(order)
+                fresh = True
+            else:
+                fresh = False
+            destination = order["request"]["refund_onchain_address"]
+        if pending["amount_sat"] <= 0:
+            self.log(f"lsps1: outputs {outpoints} of order {order_id} are worth less than "
+                     "a refund's fee: kept", "warn")
+            txid = "none"
+        else:
+            txid = None if fresh else self.node.sent_onchain(pending["amount_sat"])
+            if txid is None:
+                try:
+                    txid = self.node.send_onchain(destination, pending["amount_sat"])
+                except Exception as e:
+                    self.log(f"lsps1: refund for {order_id} failed, retried next block: {e}",
+                             "warn")
+                    return
+        self.log(f"lsps1: refunded {pending['amount_sat']} sat of order {order_id} in {txid}",
+                 "info")
+        with self.lock:
+            S.on_refund_sent(order, outpoints, txid, now_ms())
+            onchain["refund_pending"] = None
+            self._persist(order)
+            self.schedule(self.prune_after_s + 0.05, self._prune)
 
     def _start_open(self, order: dict) -> None:
         if order.get("kind") == "lsps7":
@@ -347,6 +424,23 @@ class Lsps1Service:
                 return
             order.pop("_armed_at", None)
             self._apply(order, S.on_tick(order, self.height, now_ms()))
+            if order["order_state"] == S.FAILED:
+                self.schedule(self.prune_after_s + 0.05, self._prune)
+
+    def _prune(self) -> None:
+        """Forget failed orders with nothing left to refund, long after expiry:
+        lsps1.get_order then answers 101."""
+        cutoff = now_ms() - self.prune_after_s * 1000
+        with self.lock:
+            for order_id, order in list(self.orders.items()):
+                onchain = order.get("onchain")
+                owed = onchain and any(o["outpoint"] not in onchain["refunding"]
+                                       for o in onchain["outputs"])
+                if order["order_state"] == S.FAILED and not owed and \
+                        order["expires_ms"] <= cutoff and order["updated_ms"] <= cutoff:
+                    del self.orders[order_id]
+                    self.by_hash.pop(order["bolt11"]["payment_hash"], None)
+                    self.store.delete(ORDERS, order_id)
 
     def _persist(self, order: dict) -> None:
         self.store.put(ORDERS, order["order_id"],
@@ -367,7 +461,7 @@ class Lsps1Service:
                                 "failure": o["failure"]})
                     continue
                 lease = self.leases.get(o["channel_id"] or "")
-                out.append({**S.order_json(o), "peer_id": o["client_id"],
+                out.append({**S.order_json(o, self.policy), "peer_id": o["client_id"],
                             "payment_hash": o["bolt11"]["payment_hash"],
                             "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
                                        "cltv_expiry": p["cltv_expiry"]} for p in o["parts"]],

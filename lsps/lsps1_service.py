@@ -50,6 +50,9 @@ class Policy:
     fee_ppm: int = 2000                 # of lsp_balance_sat
     lease_ppm_per_block: int = 0        # of lsp_balance_sat, per leased block
     order_valid_for_s: int = 3600
+    onchain: bool = False
+    min_onchain_payment_confirmations: int = 1
+    min_fee_for_0conf: int = 253        # sat per 1000 weight units, advertised only
     tokens: FrozenSet[str] = field(default_factory=frozenset)
 
     def check(self) -> Optional[str]:
@@ -65,6 +68,8 @@ class Policy:
             return "max_channel_expiry_blocks must be at least 1"
         if self.order_valid_for_s < 60:
             return "orders must stay valid for at least 60 seconds"
+        if self.min_onchain_payment_confirmations < 1:
+            return "on-chain payments need at least 1 confirmation (no zero-conf payments)"
         return None
 
     def info(self) -> dict:
@@ -192,26 +197,37 @@ def new_order(client_id: str, request: OrderRequest, policy: Policy, now_ms: int
         "expires_ms": now_ms + policy.order_valid_for_s * 1000,
         "bolt11": {"state": EXPECT_PAYMENT, "invoice": None, "payment_hash": None,
                    "label": None},
+        "onchain": ({"state": EXPECT_PAYMENT, "address": None, "outputs": [],
+                     "refund_txid": None, "refunding": []}
+                    if policy.onchain and request.refund_onchain_address else None),
         "parts": [], "first_part_ms": None,
         "channel": None, "channel_id": None, "failure": None, "updated_ms": now_ms,
         "lease_expiry_block": None, "extensions": [],
     }
 
 
-def payment_json(order: dict) -> Dict[str, dict]:
+def payment_json(order: dict, policy: Optional[Policy] = None) -> Dict[str, dict]:
     """The `payment` object (LSPS1, and LSPS7 which copies it)."""
     payment: Dict[str, dict] = {}
+    common = {"expires_at": format_datetime_ms(order["expires_ms"]),
+              "fee_total_sat": str(order["fee_total_sat"]),
+              "order_total_sat": str(order["order_total_sat"])}
     if order["bolt11"]["invoice"]:
-        payment["bolt11"] = {
-            "state": order["bolt11"]["state"],
-            "expires_at": format_datetime_ms(order["expires_ms"]),
-            "fee_total_sat": str(order["fee_total_sat"]),
-            "order_total_sat": str(order["order_total_sat"]),
-            "invoice": order["bolt11"]["invoice"]}
+        payment["bolt11"] = {"state": order["bolt11"]["state"], **common,
+                             "invoice": order["bolt11"]["invoice"]}
+    onchain = order.get("onchain")
+    if onchain and onchain["address"] and policy is not None:
+        # bLIP-51 wants min_fee_for_0conf absent when confirmations are
+        # required, but LDK clients fail without it: sent anyway.
+        payment["onchain"] = {
+            "state": onchain["state"], **common, "address": onchain["address"],
+            "min_onchain_payment_confirmations": policy.min_onchain_payment_confirmations,
+            "min_fee_for_0conf": policy.min_fee_for_0conf,
+            "refund_onchain_address": order["request"]["refund_onchain_address"]}
     return payment
 
 
-def order_json(order: dict) -> dict:
+def order_json(order: dict, policy: Optional[Policy] = None) -> dict:
     """The order object of lsps1.create_order / lsps1.get_order."""
     r = order["request"]
     return {
@@ -223,7 +239,7 @@ def order_json(order: dict) -> dict:
         "channel_expiry_blocks": r["channel_expiry_blocks"],
         "token": r["token"], "announce_channel": r["announce_channel"],
         "created_at": format_datetime_ms(order["created_ms"]),
-        "order_state": order["order_state"], "payment": payment_json(order),
+        "order_state": order["order_state"], "payment": payment_json(order, policy),
         "channel": order["channel"],
     }
 
@@ -235,6 +251,7 @@ class Decision:
     hold: List[str] = field(default_factory=list)
     settle: List[str] = field(default_factory=list)   # answer `continue`: CLN settles
     fail: Dict[str, str] = field(default_factory=dict)
+    refund: List[str] = field(default_factory=list)   # on-chain outpoints to send back
     open: bool = False
     changed: bool = False
 
@@ -265,12 +282,21 @@ def on_htlc(order: dict, key: str, amount_msat: int, cltv_expiry: int, height: i
     return d
 
 
+def _unrefunded(order: dict) -> List[str]:
+    onchain = order.get("onchain")
+    if not onchain:
+        return []
+    return [o["outpoint"] for o in onchain["outputs"]
+            if o["outpoint"] not in onchain["refunding"]]
+
+
 def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     d = Decision(changed=True)
     for p in order["parts"]:
         d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
     if order["bolt11"]["state"] in (HOLD, EXPECT_PAYMENT) and order["parts"]:
         order["bolt11"]["state"] = REFUNDED
+    d.refund = _unrefunded(order)
     order["order_state"] = FAILED
     order["failure"] = reason
     order["updated_ms"] = now_ms
@@ -290,9 +316,54 @@ def on_tick(order: dict, height: int, now_ms: int) -> Decision:
         order["first_part_ms"] = None
         order["updated_ms"] = now_ms
         return d
-    if now_ms >= order["expires_ms"] and order["bolt11"]["state"] == EXPECT_PAYMENT:
+    onchain_paid = order.get("onchain") and order["onchain"]["state"] == PAID
+    if now_ms >= order["expires_ms"] and order["bolt11"]["state"] == EXPECT_PAYMENT \
+            and not onchain_paid:
         return _refund(order, "order expired unpaid", height, now_ms)
     return Decision()
+
+
+def on_onchain_outputs(order: dict, outputs: List[dict], min_confirmations: int,
+                       now_ms: int) -> Decision:
+    """What the order's address received: [{outpoint, amount_sat, confirmations}].
+
+    Enough confirmed sats before expiry pay the order (PAID, then the open);
+    anything arriving when the order can no longer use it is sent back."""
+    onchain = order.get("onchain")
+    if not onchain:
+        return Decision()
+    known = {o["outpoint"] for o in onchain["outputs"]}
+    fresh = [o for o in outputs if o["outpoint"] not in known]
+    confirmations = {o["outpoint"]: o["confirmations"] for o in outputs}
+    d = Decision()
+    if fresh:
+        onchain["outputs"].extend({"outpoint": o["outpoint"], "amount_sat": o["amount_sat"]}
+                                  for o in fresh)
+        order["updated_ms"] = now_ms
+        d.changed = True
+    usable = order["order_state"] == CREATED and onchain["state"] == EXPECT_PAYMENT \
+        and order["bolt11"]["state"] == EXPECT_PAYMENT and now_ms < order["expires_ms"]
+    if usable:
+        confirmed = sum(o["amount_sat"] for o in onchain["outputs"]
+                        if confirmations.get(o["outpoint"], 0) >= min_confirmations)
+        if confirmed >= order["order_total_sat"]:
+            onchain["state"] = PAID
+            d.open = d.changed = True
+    elif onchain["state"] == PAID and order["order_state"] != FAILED:
+        d.refund = [o["outpoint"] for o in fresh]  # more money after the payment: back
+    else:
+        # Late, beside a lightning payment, or for a failed order: all back.
+        d.refund = _unrefunded(order)
+    return d
+
+
+def on_refund_sent(order: dict, outpoints: List[str], txid: str, now_ms: int) -> None:
+    onchain = order["onchain"]
+    onchain["refunding"].extend(o for o in outpoints if o not in onchain["refunding"])
+    onchain["refund_txid"] = txid
+    if onchain["state"] in (PAID, EXPECT_PAYMENT) and order["order_state"] == FAILED:
+        onchain["state"] = REFUNDED
+    order["updated_ms"] = now_ms
 
 
 def on_block(order: dict, height: int, margin: int, now_ms: int) -> Decision:
@@ -321,6 +392,7 @@ def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, heigh
     if order["bolt11"]["state"] == HOLD:
         order["bolt11"]["state"] = PAID
         d.settle = [p["key"] for p in order["parts"]]
+        d.refund = _unrefunded(order)  # an on-chain payment beside it goes back
     return d
 
 

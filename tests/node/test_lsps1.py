@@ -223,3 +223,86 @@ def test_lsps7_extend_a_purchased_channel_twice(node_factory, plugin_path, bitco
     with pytest.raises(RpcError) as e:
         client.rpc.call("lsps7-getorder", {"lsp_id": lsp_id, "order_id": order["order_id"]})
     assert e.value.error["data"]["code"] == 101  # an LSPS1 order is no LSPS7 order
+
+
+ONCHAIN_OPTS = {"lsp-lsps1-onchain": None, "lsp-lsps1-min-onchain-confirmations": 1}
+
+
+def test_onchain_payment_opens_the_channel(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path, lsp_opts=ONCHAIN_OPTS)
+    client.fundwallet(10**6)
+    refund_to = client.rpc.newaddr("p2tr")["p2tr"]
+    order = client.rpc.call("lsps1-createorder", {
+        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000, "client_balance_sat": 20_000,
+        "channel_expiry_blocks": 100, "required_channel_confirmations": 1,
+        "refund_onchain_address": refund_to})
+    onchain = order["payment"]["onchain"]
+    assert onchain["state"] == "EXPECT_PAYMENT"
+    assert onchain["refund_onchain_address"] == refund_to
+    assert onchain["min_onchain_payment_confirmations"] == 1 and "min_fee_for_0conf" in onchain
+    client.rpc.withdraw(onchain["address"], int(onchain["order_total_sat"]))
+    bitcoind.generate_block(1, wait_for_mempool=1)
+
+    def state():
+        return client.rpc.call("lsps1-getorder", {"lsp_id": lsp.info["id"],
+                                                  "order_id": order["order_id"]})
+    wait_for(lambda: state()["order_state"] == "COMPLETED")
+    assert state()["payment"]["onchain"]["state"] == "PAID"
+    assert state()["payment"]["bolt11"]["state"] == "EXPECT_PAYMENT"
+    bitcoind.generate_block(1, wait_for_mempool=1)
+    wait_for(lambda: any(c["total_msat"] == 520_000_000 and c["state"] == "CHANNELD_NORMAL"
+                         for c in client.rpc.listpeerchannels(lsp.info["id"])["channels"]))
+
+
+def test_onchain_refund_when_the_lsp_cannot_open(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path, lsp_opts=ONCHAIN_OPTS,
+                                 fund_lsp=False)
+    lsp.fundwallet(200_000)  # enough to refund from, not to open 500000 sat
+    client.fundwallet(10**6)
+    refund_to = client.rpc.newaddr("p2tr")["p2tr"]
+    order = client.rpc.call("lsps1-createorder", {
+        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000, "client_balance_sat": 100_000,
+        "channel_expiry_blocks": 100, "required_channel_confirmations": 1,
+        "refund_onchain_address": refund_to})
+    onchain = order["payment"]["onchain"]
+    client.rpc.withdraw(onchain["address"], int(onchain["order_total_sat"]))
+    bitcoind.generate_block(1, wait_for_mempool=1)
+
+    def got():
+        return client.rpc.call("lsps1-getorder", {"lsp_id": lsp.info["id"],
+                                                  "order_id": order["order_id"]})
+    wait_for(lambda: got()["order_state"] == "FAILED")
+    wait_for(lambda: got()["payment"]["onchain"]["state"] == "REFUNDED")
+    bitcoind.generate_block(1, wait_for_mempool=1)
+    wait_for(lambda: any(o["address"] == refund_to and o["status"] == "confirmed"
+                         for o in client.rpc.listfunds()["outputs"]))
+    refund = next(o for o in client.rpc.listfunds()["outputs"] if o["address"] == refund_to)
+    total = int(onchain["order_total_sat"]) * 1000
+    assert total - 20_000_000 < refund["amount_msat"] < total  # minus the refund's fee
+
+
+def test_expired_orders_pruned_and_late_payment_refunded(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path, lsp_opts={
+        **ONCHAIN_OPTS, "lsp-lsps1-order-valid-for": 60, "lsp-lsps1-prune-after": 30})
+    client.fundwallet(10**6)
+    refund_to = client.rpc.newaddr("p2tr")["p2tr"]
+    params = {"lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000,
+              "channel_expiry_blocks": 100, "refund_onchain_address": refund_to}
+    unpaid = client.rpc.call("lsps1-createorder", params)
+    late = client.rpc.call("lsps1-createorder", params)
+
+    def get(order):
+        return client.rpc.call("lsps1-getorder", {"lsp_id": lsp.info["id"],
+                                                  "order_id": order["order_id"]})
+    wait_for(lambda: get(late)["order_state"] == "FAILED", timeout=120)
+    # Paid after it expired: sent back.
+    client.rpc.withdraw(late["payment"]["onchain"]["address"], 50_000)
+    bitcoind.generate_block(1, wait_for_mempool=1)
+    wait_for(lambda: get(late)["payment"]["onchain"]["state"] == "REFUNDED")
+    bitcoind.generate_block(1, wait_for_mempool=1)
+    wait_for(lambda: any(o["address"] == refund_to for o in client.rpc.listfunds()["outputs"]))
+    # Both are forgotten once prune-after has passed: 101.
+    for order in (unpaid, late):
+        with pytest.raises(RpcError) as e:
+            wait_for(lambda o=order: get(o) is None, timeout=60)
+        assert e.value.error["data"]["code"] == 101

@@ -158,3 +158,76 @@ class TestHoldInvoice:
         msg = bytes.fromhex(S.incorrect_or_unknown(1234, 567))
         assert msg[:2] == b"\x40\x0f" and int.from_bytes(msg[2:10], "big") == 1234
         assert int.from_bytes(msg[10:], "big") == 567
+
+
+ONCHAIN = dataclasses.replace(POLICY, onchain=True, min_onchain_payment_confirmations=1)
+
+
+def onchain_order():
+    req = S.check_order(ONCHAIN, request(refund_onchain_address="bcrt1qrefund"))
+    order = S.new_order(CLIENT, req, ONCHAIN, NOW, "o2")
+    order["bolt11"]["invoice"] = "lnbcrt..."
+    order["onchain"]["address"] = "bcrt1pabc"
+    return order
+
+
+class TestOnchain:
+    def test_only_with_refund_address_and_enabled(self):
+        assert S.new_order(CLIENT, S.check_order(ONCHAIN, request()), ONCHAIN, NOW)[
+            "onchain"] is None
+        with_refund = S.check_order(POLICY, request(refund_onchain_address="bcrt1q"))
+        assert S.new_order(CLIENT, with_refund, POLICY, NOW)["onchain"] is None
+        j = S.order_json(onchain_order(), ONCHAIN)["payment"]["onchain"]
+        assert j["address"] == "bcrt1pabc" and j["refund_onchain_address"] == "bcrt1qrefund"
+        assert j["order_total_sat"] == "102500" and j["min_onchain_payment_confirmations"] == 1
+        assert "min_fee_for_0conf" in j
+
+    def test_confirmed_payment_opens(self):
+        o = onchain_order()
+        out = {"outpoint": "t:0", "amount_sat": 102_500, "confirmations": 0}
+        d = S.on_onchain_outputs(o, [out], 1, NOW)
+        assert d.changed and not d.open and o["onchain"]["state"] == "EXPECT_PAYMENT"
+        d = S.on_onchain_outputs(o, [dict(out, confirmations=1)], 1, NOW)
+        assert d.open and o["onchain"]["state"] == "PAID"
+        S.on_channel_opened(o, "cid", "x:0", 100, NOW)
+        assert o["order_state"] == "COMPLETED"
+        # more money afterwards goes back
+        d = S.on_onchain_outputs(o, [dict(out, confirmations=2),
+                                     {"outpoint": "u:1", "amount_sat": 5, "confirmations": 1}],
+                                 1, NOW)
+        assert d.refund == ["u:1"]
+
+    def test_underpaid_then_expired_is_refunded(self):
+        o = onchain_order()
+        S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
+                                  "confirmations": 3}], 1, NOW)
+        d = S.on_tick(o, 100, o["expires_ms"])
+        assert d.refund == ["t:0"] and o["order_state"] == "FAILED"
+        S.on_refund_sent(o, ["t:0"], "txid", NOW)
+        assert o["onchain"]["state"] == "REFUNDED" and o["onchain"]["refund_txid"] == "txid"
+        assert S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
+                                         "confirmations": 4}], 1, NOW).refund == []
+
+    def test_late_payment_refunded(self):
+        o = onchain_order()
+        S.on_tick(o, 100, o["expires_ms"])
+        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+                                      "confirmations": 1}], 1, o["expires_ms"] + 1)
+        assert d.refund == ["t:0"] and not d.open
+
+    def test_open_failure_after_onchain_payment_refunds(self):
+        o = onchain_order()
+        S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+                                  "confirmations": 1}], 1, NOW)
+        assert S.on_open_failed(o, "no funds", 100, NOW).refund == ["t:0"]
+
+    def test_lightning_paid_then_onchain_arrives(self):
+        o = onchain_order()
+        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
+        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+                                      "confirmations": 1}], 1, NOW)
+        assert d.refund == ["t:0"] and not d.open
+
+    def test_no_zero_conf_payments(self):
+        assert "at least 1" in dataclasses.replace(
+            POLICY, min_onchain_payment_confirmations=0).check()
