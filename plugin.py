@@ -114,6 +114,9 @@ plugin.add_option("lsp-lsps1-min-fee-for-0conf", 253,
 plugin.add_option("lsp-lsps1-prune-after", 86400,
                   "LSPS1: seconds after which a failed order with nothing left to refund is "
                   "forgotten (lsps1.get_order then answers 101).", opt_type="int")
+plugin.add_flag_option("lsp-lsps1-close-expired",
+                       "LSPS1: close a sold channel once its lease (with LSPS7 extensions) "
+                       "has expired.")
 plugin.add_option("lsp-lsps1-token", None,
                   "LSPS1: a token clients must present; without any, no token is needed.",
                   multi=True)
@@ -206,7 +209,8 @@ def init(options, configuration, plugin, **kwargs):
         state["lsps1_service"] = Lsps1Service(
             node, store, lsps1_policy, lsp.dispatcher, lsp.timer.schedule,
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
-            plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"))
+            plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"),
+            close_expired=bool(plugin.get_option("lsp-lsps1-close-expired")))
     state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
     state["lsps1_client"] = Lsps1Client(
         node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),

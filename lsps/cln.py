@@ -152,6 +152,10 @@ class ClnNode:
         return {"channel_id": result["channel_id"],
                 "funding_outpoint": f"{result['txid']}:{result['outnum']}"}
 
+    def close_channel(self, channel_id: str) -> None:
+        """Mutual close, unilateral after lightningd's default timeout."""
+        self.rpc().call("close", {"id": channel_id})
+
     def new_address(self) -> str:
         result = self.rpc().call("newaddr", {"addresstype": "p2tr"})
         return result.get("p2tr") or result.get("bech32")

@@ -48,12 +48,13 @@ class Lsps1Service:
     def __init__(self, node: ClnNode, store: Store, policy: S.Policy, dispatcher: Dispatcher,
                  schedule, is_connected: Callable[[str], bool], htlc_expiry_margin: int,
                  log: Callable[[str, str], None], lsps7: X.Policy,
-                 prune_after_s: int = 86400):
+                 prune_after_s: int = 86400, close_expired: bool = False):
         self.node = node
         self.store = store
         self.policy = policy
         self.lsps7 = lsps7
         self.prune_after_s = prune_after_s
+        self.close_expired = close_expired
         self.leases: Dict[str, dict] = {}  # channel_id -> lease (once extended)
         self.schedule = schedule
         self.is_connected = is_connected
@@ -195,12 +196,16 @@ class Lsps1Service:
     def _create_extension(self, call):
         def do(peer, params):
             lease, blocks, token = X.check_order(self.lsps7, params, self._leases_of(peer))
-            order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms())
+            order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms(),
+                                refund_onchain_address=params.get("refund_onchain_address"),
+                                onchain=self.policy.onchain)
+            if order["onchain"] is not None:
+                order["onchain"]["address"] = self.node.new_address()
             self._add_order(order, f"LSPS7 lease extension {order['order_id']}",
                             self.lsps7.order_valid_for_s)
             self.log(f"lsps7: order {order['order_id']} extends {lease['short_channel_id']} "
                      f"by {blocks} blocks", "info")
-            return X.order_json(order, lease, self.lsps7)
+            return X.order_json(order, lease, self.lsps7, self.policy)
         return self._off_loop(call, do)
 
     def _get_extension(self, call):
@@ -209,7 +214,7 @@ class Lsps1Service:
                 order = self._find(peer, params["order_id"], "lsps7")
             lease = self._leases_of(peer).get(order["short_channel_id"]) or \
                 self._stored_lease(order)
-            return X.order_json(order, lease, self.lsps7)
+            return X.order_json(order, lease, self.lsps7, self.policy)
         return self._off_loop(call, do)
 
     def _stored_lease(self, order: dict) -> dict:
@@ -246,9 +251,37 @@ class Lsps1Service:
                      if o.get("onchain") and o["onchain"].get("refund_pending")]
         for order_id, outpoints in retry:
             self.workers.submit(self._send_refund, order_id, outpoints)
+        if self.close_expired:
+            self._close_expired_leases(height)
         if watching:
             self.workers.submit(self._scan_onchain, height)
         self._prune()
+
+    def _close_expired_leases(self, height: int) -> None:
+        """lsp-lsps1-close-expired: close channels whose lease (with its
+        extensions) has run out. The intent is recorded before the close."""
+        with self.lock:
+            due = []
+            for order in self.orders.values():
+                if order.get("kind", "lsps1") != "lsps1" or order["order_state"] != S.COMPLETED \
+                        or order.get("closed_at_block") is not None:
+                    continue
+                lease = self.leases.get(order["channel_id"])
+                expiry = lease["expiration_block"] if lease else order["lease_expiry_block"]
+                if expiry is not None and height >= expiry:
+                    order["closed_at_block"] = height
+                    self._persist(order)
+                    due.append((order["order_id"], order["channel_id"]))
+        for order_id, channel_id in due:
+            self.workers.submit(self._close, order_id, channel_id)
+
+    def _close(self, order_id: str, channel_id: str) -> None:
+        try:
+            self.node.close_channel(channel_id)
+            self.log(f"lsps1: lease of order {order_id} ended, channel {channel_id} closed",
+                     "info")
+        except Exception as e:
+            self.log(f"lsps1: closing {channel_id} (order {order_id}) failed: {e}", "warn")
 
     def _scan_onchain(self, height: int) -> None:
         """What each order's address received, with its confirmations."""
@@ -456,7 +489,8 @@ class Lsps1Service:
                 if o.get("kind", "lsps1") != kind:
                     continue
                 if kind == "lsps7":
-                    out.append({**X.order_json(o, self._stored_lease(o), self.lsps7),
+                    out.append({**X.order_json(o, self._stored_lease(o), self.lsps7,
+                                               self.policy),
                                 "peer_id": o["client_id"], "channel_id": o["channel_id"],
                                 "failure": o["failure"]})
                     continue
@@ -468,6 +502,7 @@ class Lsps1Service:
                             "channel_id": o["channel_id"],
                             "lease_expiry_block": (lease or {}).get(
                                 "expiration_block", o["lease_expiry_block"]),
+                            "closed_at_block": o.get("closed_at_block"),
                             "failure": o["failure"]})
             return sorted(out, key=lambda o: o["created_at"])
 

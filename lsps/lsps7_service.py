@@ -82,7 +82,9 @@ def check_order(policy: Policy, params: dict, leases: dict) -> tuple:
 
 
 def new_order(client_id: str, lease: dict, blocks: int, token: str, policy: Policy,
-              now_ms: int, order_id: Optional[str] = None) -> dict:
+              now_ms: int, order_id: Optional[str] = None,
+              refund_onchain_address: Optional[str] = None, onchain: bool = False) -> dict:
+    """`onchain`: accept on-chain payment (LSPS1's option), given a refund address."""
     fee = fee_sat(policy, lease["capacity_sat"], blocks)
     return {
         "kind": "lsps7", "order_id": order_id or str(uuid.uuid4()), "client_id": client_id,
@@ -93,11 +95,16 @@ def new_order(client_id: str, lease: dict, blocks: int, token: str, policy: Poli
         "order_total_sat": fee, "expires_ms": now_ms + policy.order_valid_for_s * 1000,
         "bolt11": {"state": S.EXPECT_PAYMENT, "invoice": None, "payment_hash": None,
                    "label": None},
+        "request": {"refund_onchain_address": refund_onchain_address},
+        "onchain": ({"state": S.EXPECT_PAYMENT, "address": None, "outputs": [],
+                     "refund_txid": None, "refunding": []}
+                    if onchain and refund_onchain_address else None),
         "parts": [], "first_part_ms": None, "failure": None, "updated_ms": now_ms,
     }
 
 
-def order_json(order: dict, lease: dict, policy: Policy) -> dict:
+def order_json(order: dict, lease: dict, policy: Policy,
+               payment_policy: Optional[S.Policy] = None) -> dict:
     # Unpaid, the extension counts from the lease as it is now (another
     # extension may have been paid since); done, it is what was recorded.
     new_expiry = (lease["expiration_block"] + order["channel_extension_expiry_blocks"]
@@ -107,7 +114,8 @@ def order_json(order: dict, lease: dict, policy: Policy) -> dict:
         "channel_extension_expiry_blocks": order["channel_extension_expiry_blocks"],
         "new_channel_expiry_block": new_expiry,
         "token": order["token"], "created_at": format_datetime_ms(order["created_ms"]),
-        "order_state": order["order_state"], "payment": S.payment_json(order),
+        "order_state": order["order_state"],
+        "payment": S.payment_json(order, payment_policy),
         "channel": extendable_json(lease, policy),
     }
 
@@ -118,13 +126,15 @@ def on_held(order: dict, lease: dict, now_ms: int) -> S.Decision:
     The new expiry counts from the lease as it is now, so two extensions
     paid one after the other add up even if their orders were created
     against the same old expiry."""
-    if order["bolt11"]["state"] != S.HOLD:
+    paid_onchain = bool(order.get("onchain")) and order["onchain"]["state"] == S.PAID
+    if order["bolt11"]["state"] != S.HOLD and not paid_onchain:
         return S.Decision()
     if order["order_id"] not in lease["extension_order_ids"]:  # not twice after a restart
         lease["expiration_block"] += order["channel_extension_expiry_blocks"]
         lease["extension_order_ids"].append(order["order_id"])
     order["new_channel_expiry_block"] = lease["expiration_block"]
-    order["bolt11"]["state"] = S.PAID
+    if order["bolt11"]["state"] == S.HOLD:
+        order["bolt11"]["state"] = S.PAID
     order["order_state"] = S.COMPLETED
     order["updated_ms"] = now_ms
     return S.Decision(settle=[p["key"] for p in order["parts"]], changed=True)

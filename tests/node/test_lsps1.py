@@ -306,3 +306,25 @@ def test_expired_orders_pruned_and_late_payment_refunded(node_factory, plugin_pa
         with pytest.raises(RpcError) as e:
             wait_for(lambda o=order: get(o) is None, timeout=60)
         assert e.value.error["data"]["code"] == 101
+
+
+def test_lease_expiry_closes_the_channel_when_asked(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path,
+                                 lsp_opts={"lsp-lsps1-close-expired": None})
+    order = client.rpc.call("lsps1-createorder", {
+        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000, "channel_expiry_blocks": 3,
+        "required_channel_confirmations": 1})
+    client.rpc.xpay(invstring=order["payment"]["bolt11"]["invoice"])
+    view = only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])
+    expiry = view["lease_expiry_block"]
+    bitcoind.generate_block(expiry - lsp.rpc.getinfo()["blockheight"] - 1)
+    sync_blockheight(bitcoind, [lsp])
+    assert only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])[
+        "closed_at_block"] is None
+    bitcoind.generate_block(1)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])[
+        "closed_at_block"] == expiry)
+    wait_for(lambda: any(c["channel_id"] == view["channel_id"] and
+                         c["state"] in ("CHANNELD_SHUTTING_DOWN", "CLOSINGD_SIGEXCHANGE",
+                                        "CLOSINGD_COMPLETE", "FUNDING_SPEND_SEEN", "ONCHAIN")
+                         for c in lsp.rpc.listpeerchannels()["channels"]))

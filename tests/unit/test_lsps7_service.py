@@ -86,3 +86,22 @@ def test_order_json_counts_from_the_current_lease_while_unpaid():
     assert j["channel"]["expiration_block"] + j["channel_extension_expiry_blocks"] == \
         j["new_channel_expiry_block"]
     assert j["payment"] == {} and j["token"] == ""
+
+
+def test_onchain_paid_extension():
+    the_lease = lease()
+    o = X.new_order(the_lease["client_id"], the_lease, 100, "", POLICY, NOW,
+                    refund_onchain_address="bcrt1qx", onchain=True)
+    o["onchain"]["address"] = "bcrt1pa"
+    assert X.on_held(o, the_lease, NOW).settle == []  # nothing paid yet: no change
+    assert the_lease["expiration_block"] == 5000
+    S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": o["order_total_sat"],
+                              "confirmations": 1}], 1, NOW)
+    assert o["onchain"]["state"] == "PAID"
+    X.on_held(o, the_lease, NOW)
+    assert the_lease["expiration_block"] == 5100 and o["order_state"] == "COMPLETED"
+    assert o["bolt11"]["state"] == "EXPECT_PAYMENT"
+    payment = X.order_json(o, the_lease, POLICY, S.Policy())["payment"]
+    assert payment["onchain"]["state"] == "PAID"
+    assert X.new_order(the_lease["client_id"], the_lease, 1, "", POLICY, NOW,
+                       onchain=True)["onchain"] is None  # no refund address: no on-chain
