@@ -18,6 +18,7 @@ from .client import BAD_RESPONSE, ClientError
 from .cln import ClnNode, htlc_continue, htlc_fail, msat
 from .jsonrpc import INTERNAL_ERROR, LspsError
 from .lsps2_proto import ProtocolError, parse_msat, parse_uint
+from .runtime import arm_deadline
 from .service import DEFERRED, Dispatcher, MethodSpec
 from .store import Store
 
@@ -444,11 +445,8 @@ class Lsps1Service:
             at = order["expires_ms"]
         else:
             return
-        if order.get("_armed_at") == at:
-            return
-        order["_armed_at"] = at
         order_id = order["order_id"]
-        self.schedule(max(0.0, (at - now_ms()) / 1000 + 0.05), lambda: self._tick(order_id))
+        arm_deadline(self.schedule, order, at, now_ms(), lambda: self._tick(order_id))
 
     def _tick(self, order_id: str) -> None:
         with self.lock:

@@ -31,6 +31,7 @@ from .lsps2_proto import (
     strip_length_prefix,
     tu64,
 )
+from .runtime import arm_deadline
 from .service import DEFERRED, Dispatcher, MethodSpec
 from .store import Store
 
@@ -331,11 +332,8 @@ class Lsps2Service:
             at = session["valid_until_ms"]
         else:
             return
-        if session.get("_armed_at") == at:
-            return
-        session["_armed_at"] = at
         scid = session["scid"]
-        self.schedule(max(0.0, (at - now_ms()) / 1000 + 0.05), lambda: self._tick(scid))
+        arm_deadline(self.schedule, session, at, now_ms(), lambda: self._tick(scid))
 
     def _tick(self, scid: str) -> None:
         with self.lock:

@@ -65,6 +65,18 @@ class TimerService:
                 self._log(f"timer callback failed: {e!r}", "warn")
 
 
+def arm_deadline(schedule: Callable, record: dict, at_ms: int, now_ms: int,
+                 fire: Callable[[], None]) -> None:
+    """Schedule `fire` at unix time `at_ms` for a record (order, session),
+    once per deadline: arming the same deadline again does nothing. The
+    mark lives in the record under "_armed_at" (never persisted); the
+    callback clears it with `record.pop("_armed_at", None)`."""
+    if record.get("_armed_at") == at_ms:
+        return
+    record["_armed_at"] = at_ms
+    schedule(max(0.0, (at_ms - now_ms) / 1000 + 0.05), fire)
+
+
 OnError = Optional[Callable[[str], None]]
 
 

@@ -1,10 +1,10 @@
 """LSPS1 channel orders between real nodes, paid with the LSP's hold invoice."""
-import json
 import os
 
 import pytest
 from pyln.client import RpcError
 from pyln.testing.utils import only_one, sync_blockheight, wait_for
+from rawpeer import RawPeer
 
 FAKE_LSP = os.path.join(os.path.dirname(__file__), "plugins", "fake_lsp.py")
 LSP_OPTS = {"lsp-service": None, "lsp-lsps1-fee-base-sat": 1000, "lsp-lsps1-fee-ppm": 2000,
@@ -88,22 +88,7 @@ def test_order_errors_on_the_wire(node_factory, plugin_path):
         {"plugin": plugin_path}])
     raw.connect(lsp)
     other.connect(lsp)
-    sent = []
-
-    def ask(method, params):
-        rid = f"q{len(sent)}"
-        sent.append(rid)
-        body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        raw.rpc.sendcustommsg(lsp.info["id"], "9419" + body.encode().hex())
-
-        def answer():
-            for m in raw.rpc.call("fakelsp-received")["messages"]:
-                msg = json.loads(m["text"])
-                if msg.get("id") == rid:
-                    return msg
-            return None
-        wait_for(lambda: answer() is not None)
-        return answer()
+    ask = RawPeer(raw, lsp).ask
 
     base = {"lsp_balance_sat": "500000", "client_balance_sat": "0",
             "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
@@ -228,20 +213,27 @@ def test_lsps7_extend_a_purchased_channel_twice(node_factory, plugin_path, bitco
 ONCHAIN_OPTS = {"lsp-lsps1-onchain": None, "lsp-lsps1-min-onchain-confirmations": 1}
 
 
-def test_onchain_payment_opens_the_channel(node_factory, plugin_path, bitcoind):
-    client, lsp = order_topology(node_factory, plugin_path, lsp_opts=ONCHAIN_OPTS)
+def order_paid_onchain(client, lsp, bitcoind, client_balance_sat):
+    """An order with a refund address, paid in full on-chain and mined."""
     client.fundwallet(10**6)
     refund_to = client.rpc.newaddr("p2tr")["p2tr"]
     order = client.rpc.call("lsps1-createorder", {
-        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000, "client_balance_sat": 20_000,
-        "channel_expiry_blocks": 100, "required_channel_confirmations": 1,
-        "refund_onchain_address": refund_to})
+        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000,
+        "client_balance_sat": client_balance_sat, "channel_expiry_blocks": 100,
+        "required_channel_confirmations": 1, "refund_onchain_address": refund_to})
     onchain = order["payment"]["onchain"]
     assert onchain["state"] == "EXPECT_PAYMENT"
-    assert onchain["refund_onchain_address"] == refund_to
-    assert onchain["min_onchain_payment_confirmations"] == 1 and "min_fee_for_0conf" in onchain
     client.rpc.withdraw(onchain["address"], int(onchain["order_total_sat"]))
     bitcoind.generate_block(1, wait_for_mempool=1)
+    return order, refund_to
+
+
+def test_onchain_payment_opens_the_channel(node_factory, plugin_path, bitcoind):
+    client, lsp = order_topology(node_factory, plugin_path, lsp_opts=ONCHAIN_OPTS)
+    order, refund_to = order_paid_onchain(client, lsp, bitcoind, 20_000)
+    onchain = order["payment"]["onchain"]
+    assert onchain["refund_onchain_address"] == refund_to
+    assert onchain["min_onchain_payment_confirmations"] == 1 and "min_fee_for_0conf" in onchain
 
     def state():
         return client.rpc.call("lsps1-getorder", {"lsp_id": lsp.info["id"],
@@ -258,15 +250,8 @@ def test_onchain_refund_when_the_lsp_cannot_open(node_factory, plugin_path, bitc
     client, lsp = order_topology(node_factory, plugin_path, lsp_opts=ONCHAIN_OPTS,
                                  fund_lsp=False)
     lsp.fundwallet(200_000)  # enough to refund from, not to open 500000 sat
-    client.fundwallet(10**6)
-    refund_to = client.rpc.newaddr("p2tr")["p2tr"]
-    order = client.rpc.call("lsps1-createorder", {
-        "lsp_id": lsp.info["id"], "lsp_balance_sat": 500_000, "client_balance_sat": 100_000,
-        "channel_expiry_blocks": 100, "required_channel_confirmations": 1,
-        "refund_onchain_address": refund_to})
+    order, refund_to = order_paid_onchain(client, lsp, bitcoind, 100_000)
     onchain = order["payment"]["onchain"]
-    client.rpc.withdraw(onchain["address"], int(onchain["order_total_sat"]))
-    bitcoind.generate_block(1, wait_for_mempool=1)
 
     def got():
         return client.rpc.call("lsps1-getorder", {"lsp_id": lsp.info["id"],

@@ -2,6 +2,7 @@
 import pytest
 from pyln.client import RpcError
 from pyln.testing.utils import only_one, wait_for
+from rawpeer import RawPeer
 
 LSP_OPTS = {"lsp-service": None, "lsp-lsps2-min-fee-msat": 2000,
             "lsp-lsps2-proportional": 10000, "lsp-lsps2-cltv-expiry-delta": 40}
@@ -113,7 +114,6 @@ SECRET = "11" * 32
 
 def test_service_errors_on_the_wire(node_factory, plugin_path):
     """Every lsps2.get_info / lsps2.buy error code, from raw requests."""
-    import json
     import os
     import time
 
@@ -126,17 +126,7 @@ def test_service_errors_on_the_wire(node_factory, plugin_path):
          "lsp-lsps2-promise-secret": SECRET,
          "lsp-lsps2-min-payment-msat": 100_000, "lsp-lsps2-max-payment-msat": 10**9}])
     raw.connect(lsp)
-    sent = []
-
-    def ask(method, params):
-        rid = f"r{len(sent)}"
-        sent.append(rid)
-        body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
-        raw.rpc.sendcustommsg(lsp.info["id"], "9419" + body.encode().hex())
-        wait_for(lambda: any(json.loads(m["text"]).get("id") == rid
-                             for m in raw.rpc.call("fakelsp-received")["messages"]))
-        return next(json.loads(m["text"]) for m in raw.rpc.call("fakelsp-received")["messages"]
-                    if json.loads(m["text"]).get("id") == rid)
+    ask = RawPeer(raw, lsp).ask
 
     assert ask("lsps2.get_info", {})["error"]["code"] == 200
     assert ask("lsps2.get_info", {"token": "silver"})["error"]["code"] == 200
