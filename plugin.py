@@ -410,35 +410,25 @@ def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
                       refund_onchain_address=None, plugin=None, **kwargs):
     """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; pay its invoice."""
     lsp_id = require_node_id(lsp_id, "lsp_id")
-    lsp_sat = optional_int(lsp_balance_sat, "lsp_balance_sat", minimum=1)
-    client_sat = optional_int(client_balance_sat, "client_balance_sat")
     if not isinstance(announce_channel, bool):
         announce_channel = str(announce_channel).lower() in ("true", "1", "yes")
+    wanted = {
+        "lsp_balance_sat": optional_int(lsp_balance_sat, "lsp_balance_sat", minimum=1),
+        "client_balance_sat": optional_int(client_balance_sat, "client_balance_sat"),
+        "channel_expiry_blocks": optional_int(channel_expiry_blocks, "channel_expiry_blocks",
+                                              minimum=1),
+        "required_channel_confirmations": optional_int(required_channel_confirmations,
+                                                       "required_channel_confirmations"),
+        "funding_confirms_within_blocks": optional_int(funding_confirms_within_blocks,
+                                                       "funding_confirms_within_blocks"),
+        "announce_channel": announce_channel,
+        "token": None if token is None else str(token),
+        "refund_onchain_address": (None if refund_onchain_address is None
+                                   else str(refund_onchain_address)),
+    }
     client = state["lsps1_client"]
-
-    def work():
-        info = client.get_info(lsp_id)
-        params = {
-            "lsp_balance_sat": str(lsp_sat), "client_balance_sat": str(client_sat),
-            "required_channel_confirmations": optional_int(
-                required_channel_confirmations, "required_channel_confirmations")
-            if required_channel_confirmations is not None
-            else info["min_required_channel_confirmations"],
-            "funding_confirms_within_blocks": optional_int(
-                funding_confirms_within_blocks, "funding_confirms_within_blocks")
-            if funding_confirms_within_blocks is not None
-            else info["min_funding_confirms_within_blocks"],
-            "channel_expiry_blocks": optional_int(
-                channel_expiry_blocks, "channel_expiry_blocks", minimum=1)
-            if channel_expiry_blocks is not None else info["max_channel_expiry_blocks"],
-            "announce_channel": announce_channel,
-        }
-        if token is not None:
-            params["token"] = str(token)
-        if refund_onchain_address is not None:
-            params["refund_onchain_address"] = str(refund_onchain_address)
-        return client.create_order(lsp_id, params)
-    run_in_worker(state["lsps2_client"].workers, request, work)
+    run_in_worker(state["lsps2_client"].workers, request,
+                  lambda: client.order(lsp_id, wanted))
 
 
 @plugin.async_method("lsps1-getorder")

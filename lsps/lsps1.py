@@ -577,6 +577,19 @@ class Lsps1Client:
     def get_info(self, lsp_id: str) -> dict:
         return parse_info(lsp_id, self.request(lsp_id, "lsps1.get_info", {}))
 
+    def order(self, lsp_id: str, wanted: dict) -> dict:
+        """lsps1.create_order with what the operator gave; unset values take the
+        LSP's advertised minimum confirmations / fastest funding / longest lease."""
+        info = self.get_info(lsp_id)
+        defaults = {"required_channel_confirmations": info["min_required_channel_confirmations"],
+                    "funding_confirms_within_blocks": info["min_funding_confirms_within_blocks"],
+                    "channel_expiry_blocks": info["max_channel_expiry_blocks"]}
+        params = {k: (defaults.get(k) if v is None else v) for k, v in wanted.items()}
+        params = {k: v for k, v in params.items() if v is not None}
+        for amount in ("lsp_balance_sat", "client_balance_sat"):
+            params[amount] = str(params.get(amount, 0))
+        return self.create_order(lsp_id, params)
+
     def create_order(self, lsp_id: str, params: dict) -> dict:
         order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.create_order", params))
         self._remember(lsp_id, order)
