@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from bolt12ext import tlv
+
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
 
@@ -206,62 +208,24 @@ def menu_is_ordered(menu: list) -> bool:
 
 
 # --- TLV streams (onion payloads and update_add_htlc extra TLVs) -------------
+# The primitives live in bolt12ext.tlv; here they raise ProtocolError.
 
-def _read_bigsize(data: bytes, pos: int):
-    if pos >= len(data):
-        raise ProtocolError("truncated bigsize")
-    first = data[pos]
-    if first < 0xFD:
-        return first, pos + 1
-    width = {0xFD: 2, 0xFE: 4, 0xFF: 8}[first]
-    if pos + 1 + width > len(data):
-        raise ProtocolError("truncated bigsize")
-    value = int.from_bytes(data[pos + 1:pos + 1 + width], "big")
-    minimum = {2: 0xFD, 4: 0x10000, 8: 0x100000000}[width]
-    if value < minimum:
-        raise ProtocolError("non-minimal bigsize")
-    return value, pos + 1 + width
+def _tlv(fn):
+    def wrapped(*args):
+        try:
+            return fn(*args)
+        except tlv.DecodeError as e:
+            raise ProtocolError(str(e)) from None
+    wrapped.__doc__ = fn.__doc__
+    return wrapped
 
 
-def bigsize(value: int) -> bytes:
-    if value < 0xFD:
-        return bytes([value])
-    if value <= 0xFFFF:
-        return b"\xfd" + value.to_bytes(2, "big")
-    if value <= 0xFFFFFFFF:
-        return b"\xfe" + value.to_bytes(4, "big")
-    return b"\xff" + value.to_bytes(8, "big")
-
-
-def parse_tlv_stream(data: bytes) -> dict:
-    """type -> value bytes, in order; rejects duplicates and disorder."""
-    records: dict = {}
-    pos, last = 0, -1
-    while pos < len(data):
-        t, pos = _read_bigsize(data, pos)
-        length, pos = _read_bigsize(data, pos)
-        if t <= last:
-            raise ProtocolError("TLV types not strictly increasing")
-        if pos + length > len(data):
-            raise ProtocolError("truncated TLV value")
-        records[t] = data[pos:pos + length]
-        pos += length
-        last = t
-    return records
-
-
-def serialize_tlv_stream(records: dict) -> bytes:
-    return b"".join(bigsize(t) + bigsize(len(v)) + v for t, v in sorted(records.items()))
-
-
-def tu64(value: int) -> bytes:
-    return value.to_bytes(8, "big").lstrip(b"\x00")
-
-
-def read_tu64(value: bytes) -> int:
-    if len(value) > 8 or (value and value[0] == 0):
-        raise ProtocolError("bad tu64")
-    return int.from_bytes(value, "big") if value else 0
+_read_bigsize = _tlv(tlv.read_bigsize)
+bigsize = tlv.bigsize
+parse_tlv_stream = _tlv(tlv.parse_stream)
+serialize_tlv_stream = tlv.serialize_stream
+tu64 = tlv.tu
+read_tu64 = _tlv(tlv.read_tu)
 
 
 def strip_length_prefix(payload: bytes) -> bytes:
