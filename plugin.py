@@ -12,6 +12,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
+from bolt12ext import messages as bolt12_messages  # noqa: E402
+from bolt12ext.tlv import DecodeError  # noqa: E402
 from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
@@ -503,6 +505,16 @@ def lsps7_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"orders": service.list_orders(order_id, peer_id, kind="lsps7")}
+
+
+@plugin.method("bolt12ext-decode")
+def bolt12ext_decode(plugin, string, **kwargs):
+    """Decode a BOLT12 offer, invoice_request or invoice, or a static invoice given as
+    raw TLV hex: every field, the type, `valid`, and whether the signature verifies."""
+    try:
+        return bolt12_messages.decode(string)
+    except DecodeError as e:
+        raise RpcException(f"invalid BOLT12 object: {e}", -32602) from None
 
 
 @plugin.async_method("lsps2-getinfo")

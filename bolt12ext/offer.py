@@ -137,6 +137,8 @@ def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
             raise DecodeError("offer_amount without offer_description")
     if "offer_currency" in out and "offer_amount" not in out:
         raise DecodeError("offer_currency without offer_amount")
+    if "offer_amount" in out and "offer_currency" not in out:
+        out["offer_amount_msat"] = out.pop("offer_amount")  # bitcoin amounts are msat
     return out
 
 

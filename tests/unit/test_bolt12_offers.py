@@ -57,7 +57,7 @@ def test_offer_fields_named_like_cln():
     valid = [c for c in OFFERS if c["valid"]]
     with_amount = next(c for c in valid if c["description"] == "with amount")
     offer = decode_offer(with_amount["bolt12"])
-    assert offer["offer_amount"] > 0 and "offer_description" in offer
+    assert offer["offer_amount_msat"] > 0 and "offer_description" in offer
     assert len(offer["offer_issuer_id"]) == 66
     via_bob = next(c for c in valid if "second blinded path" in c["description"])
     paths = decode_offer(via_bob["bolt12"])["offer_paths"]
