@@ -18,7 +18,7 @@ from .client import BAD_RESPONSE, ClientError
 from .cln import ClnNode, htlc_continue, htlc_fail, msat
 from .jsonrpc import INTERNAL_ERROR, LspsError
 from .lsps2_proto import ProtocolError, parse_msat, parse_uint
-from .runtime import arm_deadline
+from .runtime import arm_deadline, now_ms
 from .service import DEFERRED, Dispatcher, MethodSpec
 from .store import Store
 
@@ -27,16 +27,10 @@ BOUGHT = "lsps1-bought"
 LEASES = "leases"
 MAX_UNPAID_ORDERS_PER_PEER = 10
 REPLAY_GRACE_S = 15
-# A channel funded for an order must become usable within this long.
-OPEN_TIMEOUT_S = 120
 # RPC error codes of the client: fee_total_sat + client_balance_sat != order_total_sat;
 # LSPS7 expiration_block + extension != new_channel_expiry_block.
 ORDER_TOTAL_MISMATCH = 1301
 EXTENSION_MISMATCH = 1701
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 Responder = Callable[[dict], None]

@@ -31,7 +31,7 @@ from .lsps2_proto import (
     strip_length_prefix,
     tu64,
 )
-from .runtime import arm_deadline
+from .runtime import arm_deadline, now_ms
 from .service import DEFERRED, Dispatcher, MethodSpec
 from .store import Store
 
@@ -46,10 +46,6 @@ MAX_ACTIVE_SESSIONS_PER_PEER = 20
 SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 Responder = Callable[[dict], None]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Lsps2Service:

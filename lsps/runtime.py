@@ -65,6 +65,11 @@ class TimerService:
                 self._log(f"timer callback failed: {e!r}", "warn")
 
 
+def now_ms() -> int:
+    """Wall-clock unix milliseconds: the time the protocol cores are given."""
+    return int(time.time() * 1000)
+
+
 def arm_deadline(schedule: Callable, record: dict, at_ms: int, now_ms: int,
                  fire: Callable[[], None]) -> None:
     """Schedule `fire` at unix time `at_ms` for a record (order, session),
