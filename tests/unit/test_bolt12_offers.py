@@ -54,6 +54,8 @@ def test_format_string_vectors(case):
 
 
 def test_offer_fields_named_like_cln():
+    if not OFFERS:
+        pytest.skip(f"official vectors not found in {VECTORS} (shared/ beside the repo)")
     valid = [c for c in OFFERS if c["valid"]]
     with_amount = next(c for c in valid if c["description"] == "with amount")
     offer = decode_offer(with_amount["bolt12"])
