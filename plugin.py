@@ -7,6 +7,7 @@ services in `lsps/` (and later `bolt12ext/`).
 
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -213,6 +214,8 @@ def init(options, configuration, plugin, **kwargs):
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
             plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"),
             close_expired=bool(plugin.get_option("lsp-lsps1-close-expired")))
+    state["client_workers"] = ThreadPoolExecutor(max_workers=4,
+                                                 thread_name_prefix="clnlsp-client")
     state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
     state["lsps1_client"] = Lsps1Client(
         node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),
@@ -321,6 +324,13 @@ def lsps0_listprotocols(request, lsp_id, plugin, **kwargs):
     state["lsps0"].call(lsp_id, lsps0.LIST_PROTOCOLS, {}, done)
 
 
+def _ask_lsp(request, lsp_id, work):
+    """Client commands wait for an LSP: check lsp_id, then run work(lsp_id) on the
+    client worker pool and answer the command from there."""
+    lsp_id = require_node_id(lsp_id, "lsp_id")
+    run_in_worker(state["client_workers"], request, lambda: work(lsp_id))
+
+
 def _answer_once(request):
     def respond(result):
         try:
@@ -400,9 +410,7 @@ def on_invoice_payment(plugin, invoice_payment=None, **kwargs):
 @plugin.async_method("lsps1-getinfo")
 def lsps1_getinfo(request, lsp_id, plugin=None, **kwargs):
     """Ask LSP {lsp_id} for the channels it sells (lsps1.get_info)."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request, lambda: client.get_info(lsp_id))
+    _ask_lsp(request, lsp_id, state["lsps1_client"].get_info)
 
 
 @plugin.async_method("lsps1-createorder")
@@ -411,7 +419,6 @@ def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
                       funding_confirms_within_blocks=None, announce_channel=False, token=None,
                       refund_onchain_address=None, plugin=None, **kwargs):
     """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; pay its invoice."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
     if not isinstance(announce_channel, bool):
         announce_channel = str(announce_channel).lower() in ("true", "1", "yes")
     wanted = {
@@ -428,18 +435,13 @@ def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
         "refund_onchain_address": (None if refund_onchain_address is None
                                    else str(refund_onchain_address)),
     }
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request,
-                  lambda: client.order(lsp_id, wanted))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps1_client"].order(lsp, wanted))
 
 
 @plugin.async_method("lsps1-getorder")
 def lsps1_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
     """Ask LSP {lsp_id} for the state of order {order_id}."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request,
-                  lambda: client.get_order(lsp_id, str(order_id)))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps1_client"].get_order(lsp, str(order_id)))
 
 
 @plugin.method("lsps1-listorders")
@@ -464,17 +466,13 @@ def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
 @plugin.async_method("lsps7-getextendablechannels")
 def lsps7_getextendablechannels(request, lsp_id, plugin=None, **kwargs):
     """Channels LSP {lsp_id} lets this node extend the lease of."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request,
-                  lambda: client.get_extendable_channels(lsp_id))
+    _ask_lsp(request, lsp_id, state["lsps1_client"].get_extendable_channels)
 
 
 @plugin.async_method("lsps7-createorder")
 def lsps7_createorder(request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
                       token=None, refund_onchain_address=None, plugin=None, **kwargs):
     """Order an extension of {short_channel_id}'s lease by {channel_extension_expiry_blocks}."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
     params = {"short_channel_id": str(short_channel_id),
               "channel_extension_expiry_blocks": optional_int(
                   channel_extension_expiry_blocks, "channel_extension_expiry_blocks", 1)}
@@ -482,18 +480,14 @@ def lsps7_createorder(request, lsp_id, short_channel_id, channel_extension_expir
         params["token"] = str(token)
     if refund_onchain_address is not None:
         params["refund_onchain_address"] = str(refund_onchain_address)
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request,
-                  lambda: client.create_extension(lsp_id, params))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps1_client"].create_extension(lsp, params))
 
 
 @plugin.async_method("lsps7-getorder")
 def lsps7_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
     """The state of lease extension order {order_id} at LSP {lsp_id}."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
-    client = state["lsps1_client"]
-    run_in_worker(state["lsps2_client"].workers, request,
-                  lambda: client.get_extension(lsp_id, str(order_id)))
+    _ask_lsp(request, lsp_id,
+             lambda lsp: state["lsps1_client"].get_extension(lsp, str(order_id)))
 
 
 @plugin.method("lsps7-service-orders")
@@ -520,9 +514,7 @@ def bolt12ext_decode(plugin, string, **kwargs):
 @plugin.async_method("lsps2-getinfo")
 def lsps2_getinfo(request, lsp_id, token=None, plugin=None, **kwargs):
     """Ask LSP {lsp_id} for its LSPS2 JIT channel fee menu (optionally with a {token})."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
-    client = state["lsps2_client"]
-    run_in_worker(client.workers, request, lambda: client.get_info(lsp_id, token))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps2_client"].get_info(lsp, token))
 
 
 @plugin.async_method("lsps2-buy")
@@ -532,14 +524,11 @@ def lsps2_buy(request, lsp_id, amount_msat=None, description="JIT channel paymen
     """Buy a JIT channel from {lsp_id} and get the invoice to be paid through it.
 
     With {amount_msat}: a fixed, multi-part invoice; without: a variable one."""
-    lsp_id = require_node_id(lsp_id, "lsp_id")
     amount = optional_amount(amount_msat, "amount_msat")
     max_fee = optional_amount(max_fee_msat, "max_fee_msat")
     expiry_s = optional_int(expiry, "expiry", minimum=60)
-    client = state["lsps2_client"]
-    run_in_worker(client.workers, request, lambda: client.buy(
-        lsp_id, amount, str(description), label, token, opening_fee_params, max_fee,
-        expiry_s))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps2_client"].buy(
+        lsp, amount, str(description), label, token, opening_fee_params, max_fee, expiry_s))
 
 
 @plugin.method("lsps2-listbuys")

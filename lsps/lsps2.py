@@ -409,7 +409,6 @@ class Lsps2Client:
         self.lock = threading.Lock()
         self.purchases: Dict[str, dict] = {}   # payment_hash -> purchase
         self.seen_fees: Dict[str, dict] = {}   # payment_hash -> {htlc key: (fee, at)}
-        self.workers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clnlsp-lsps2c")
 
     def start(self) -> None:
         with self.lock:
