@@ -216,10 +216,11 @@ def init(options, configuration, plugin, **kwargs):
             close_expired=bool(plugin.get_option("lsp-lsps1-close-expired")))
     state["client_workers"] = ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="clnlsp-client")
-    state["lsps2_client"] = Lsps2Client(node, store, lsp.call, plugin.log)
-    state["lsps1_client"] = Lsps1Client(
-        node, store, lambda peer, method, params: blocking_call(lsp.call, peer, method, params),
-        plugin.log)
+    # Client commands run on workers and wait there for the LSP's answer.
+    def ask(peer, method, params):
+        return blocking_call(lsp.call, peer, method, params)
+    state["lsps2_client"] = Lsps2Client(node, store, ask, plugin.log)
+    state["lsps1_client"] = Lsps1Client(node, store, ask, plugin.log)
     lsp.start()
     state["lsps0"] = lsp
     state["lsps1_client"].start()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import re
 from typing import Tuple
 
+import bech32
+
 from .tlv import DecodeError
 
-CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+CHARSET = bech32.CHARSET
 HRPS = ("lno", "lnr", "lni")
 _JOIN = re.compile(r"\+\s*")
 
@@ -40,14 +42,10 @@ def decode(text: str) -> Tuple[str, bytes]:
         words = [CHARSET.index(c) for c in data]
     except ValueError:
         raise DecodeError("not a bech32 character") from None
-    acc, bits, out = 0, 0, bytearray()
-    for w in words:
-        acc = (acc << 5) | w
-        bits += 5
-        if bits >= 8:
-            bits -= 8
-            out.append((acc >> bits) & 0xFF)
-    if bits >= 5 or (acc & ((1 << bits) - 1)):
+    # Without padding, convertbits refuses exactly what BOLT12 does: 5 or
+    # more leftover bits, or leftover bits that are not zero.
+    out = bech32.convertbits(words, 5, 8, False)
+    if out is None:
         raise DecodeError("invalid padding")
     return hrp, bytes(out)
 
@@ -55,13 +53,5 @@ def decode(text: str) -> Tuple[str, bytes]:
 def encode(hrp: str, data: bytes) -> str:
     if hrp not in HRPS:
         raise ValueError(f"unknown prefix {hrp!r}")
-    acc, bits, words = 0, 0, []
-    for byte in data:
-        acc = (acc << 8) | byte
-        bits += 8
-        while bits >= 5:
-            bits -= 5
-            words.append((acc >> bits) & 31)
-    if bits:
-        words.append((acc << (5 - bits)) & 31)
+    words = bech32.convertbits(data, 8, 5, True)
     return hrp + "1" + "".join(CHARSET[w] for w in words)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import bolt11
 from . import lsps2_client as C
 from . import lsps2_service as S
-from .client import ClientError, blocking_call
+from .client import ClientError
 from .cln import ClnNode, FundingError, htlc_continue, htlc_fail, msat
 from .jsonrpc import LspsError
 from .lsps2_proto import (
@@ -400,11 +400,12 @@ class Lsps2Service:
 
 
 class Lsps2Client:
-    def __init__(self, node: ClnNode, store: Store, call, log: Callable[[str, str], None]):
-        """`call(peer, method, params, on_done)` is the LSPS0 client."""
+    def __init__(self, node: ClnNode, store: Store, request: Callable[[str, str, dict], Any],
+                 log: Callable[[str, str], None]):
+        """`request(lsp, method, params)` blocks for the LSP's answer (or raises)."""
         self.node = node
         self.store = store
-        self.call = call
+        self._request = request
         self.log = log
         self.lock = threading.Lock()
         self.purchases: Dict[str, dict] = {}   # payment_hash -> purchase
@@ -415,9 +416,6 @@ class Lsps2Client:
             self.purchases.update(self.store.list(PURCHASES))
 
     # --- commands (run on a worker thread: they wait for the LSP) ---------------
-    def _request(self, lsp_id: str, method: str, params: dict) -> Any:
-        return blocking_call(self.call, lsp_id, method, params)
-
     def get_info(self, lsp_id: str, token: Optional[str]) -> dict:
         params = {"token": token} if token is not None else {}
         result = self._request(lsp_id, "lsps2.get_info", params)
