@@ -43,9 +43,10 @@ def signature_message(messagename: str, root: bytes) -> bytes:
     return tagged_hash(b"lightning" + messagename.encode() + b"signature", root)
 
 
-def sign(messagename: str, data: bytes, secret: bytes) -> bytes:
+def sign(messagename: str, data: bytes, secret: bytes, aux_randomness=b"") -> bytes:
+    """BIP340 signature; fresh auxiliary randomness unless given (None: none, as CLN)."""
     msg = signature_message(messagename, merkle_root(data))
-    return coincurve.PrivateKey(secret).sign_schnorr(msg)
+    return coincurve.PrivateKey(secret).sign_schnorr(msg, aux_randomness)
 
 
 def verify(messagename: str, data: bytes, signature: bytes, pubkey: bytes) -> bool:

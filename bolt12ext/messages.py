@@ -76,8 +76,7 @@ def _fields(recs, table: dict, ranges, out: dict) -> None:
             out[name] = value[::-1].hex() if name == "invreq_chain" else value.hex()
         elif name in ("invreq_amount_msat", "invreq_quantity", "invoice_created_at",
                       "invoice_relative_expiry", "invoice_amount_msat"):
-            out[name] = read_tu(value, 4 if name in ("invoice_created_at",
-                                                     "invoice_relative_expiry") else 8)
+            out[name] = read_tu(value, 4 if name == "invoice_relative_expiry" else 8)
         elif name in ("invreq_features", "invoice_features"):
             out[name] = check_features(value, frozenset(), name)
         elif name in ("invreq_payer_id", "invoice_node_id"):

@@ -7,11 +7,12 @@ raises `DecodeError`.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import coincurve
 
 from . import encoding
+from .blinding import BlindedPath, parse_paths, scid_str
 from .tlv import DecodeError, read_tu, records
 
 OFFER_RANGES = ((1, 79), (1_000_000_000, 1_999_999_999))
@@ -50,49 +51,23 @@ def check_features(data: bytes, known: frozenset, what: str) -> str:
     return data.hex()
 
 
-def sciddir_or_pubkey(data: bytes, pos: int) -> Tuple[dict, int]:
-    if pos >= len(data):
-        raise DecodeError("truncated first_node_id")
-    if data[pos] in (0, 1):
-        if pos + 9 > len(data):
-            raise DecodeError("truncated sciddir")
-        scid = int.from_bytes(data[pos + 1:pos + 9], "big")
-        return {"first_scid_dir": data[pos], "first_scid":
-                f"{scid >> 40}x{(scid >> 16) & 0xFFFFFF}x{scid & 0xFFFF}"}, pos + 9
-    if pos + 33 > len(data):
-        raise DecodeError("truncated first_node_id")
-    return {"first_node_id": point(data[pos:pos + 33], "first_node_id")}, pos + 33
+def path_dict(path: BlindedPath) -> dict:
+    """A parsed blinded_path as CLN's `decode` shows it, every point checked."""
+    first = path.first_node_id
+    if len(first) == 9:
+        out = {"first_scid_dir": first[0],
+               "first_scid": scid_str(int.from_bytes(first[1:], "big"))}
+    else:
+        out = {"first_node_id": point(first, "first_node_id")}
+    out["first_path_key"] = point(path.first_path_key, "first_path_key")
+    out["path"] = [{"blinded_node_id": point(hop.blinded_node_id, "blinded_node_id"),
+                    "encrypted_recipient_data": hop.encrypted_data.hex()} for hop in path.hops]
+    return out
 
 
 def blinded_paths(data: bytes) -> List[dict]:
     """A concatenation of blinded_path (at least one)."""
-    if not data:
-        raise DecodeError("empty blinded path list")
-    paths, pos = [], 0
-    while pos < len(data):
-        path, pos = sciddir_or_pubkey(data, pos)
-        if pos + 34 > len(data):
-            raise DecodeError("truncated blinded_path")
-        path["first_path_key"] = point(data[pos:pos + 33], "first_path_key")
-        num_hops = data[pos + 33]
-        pos += 34
-        if num_hops == 0:
-            raise DecodeError("blinded_path with zero hops")
-        hops = []
-        for _ in range(num_hops):
-            if pos + 35 > len(data):
-                raise DecodeError("truncated onionmsg_hop")
-            node = point(data[pos:pos + 33], "blinded_node_id")
-            length = int.from_bytes(data[pos + 33:pos + 35], "big")
-            pos += 35
-            if pos + length > len(data):
-                raise DecodeError("truncated encrypted_recipient_data")
-            hops.append({"blinded_node_id": node,
-                         "encrypted_recipient_data": data[pos:pos + length].hex()})
-            pos += length
-        path["path"] = hops
-        paths.append(path)
-    return paths
+    return [path_dict(p) for p in parse_paths(data)]
 
 
 def in_ranges(t: int, ranges) -> bool:
