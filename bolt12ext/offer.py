@@ -12,7 +12,7 @@ from typing import List, Optional
 import coincurve
 
 from . import encoding
-from .blinding import BlindedPath, parse_paths, scid_str
+from .blinding import BlindedHop, BlindedPath, parse_paths, scid_int, scid_str
 from .tlv import DecodeError, read_tu, records
 
 OFFER_RANGES = ((1, 79), (1_000_000_000, 1_999_999_999))
@@ -63,6 +63,22 @@ def path_dict(path: BlindedPath) -> dict:
     out["path"] = [{"blinded_node_id": point(hop.blinded_node_id, "blinded_node_id"),
                     "encrypted_recipient_data": hop.encrypted_data.hex()} for hop in path.hops]
     return out
+
+
+def dict_path(d: dict) -> BlindedPath:
+    """The inverse of path_dict (e.g. for paths given as JSON)."""
+    try:
+        if "first_node_id" in d:
+            first = bytes.fromhex(d["first_node_id"])
+        else:
+            first = bytes([d["first_scid_dir"]]) + scid_int(d["first_scid"]).to_bytes(8, "big")
+        hops = [BlindedHop(bytes.fromhex(h["blinded_node_id"]),
+                           bytes.fromhex(h["encrypted_recipient_data"])) for h in d["path"]]
+        path = BlindedPath(first, bytes.fromhex(d["first_path_key"]), hops)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise DecodeError("not a blinded path object") from None
+    path_dict(path)  # the same checks as a path read from the wire
+    return path
 
 
 def blinded_paths(data: bytes) -> List[dict]:

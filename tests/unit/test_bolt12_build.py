@@ -6,7 +6,7 @@ import pytest
 
 from bolt12ext import blinding, build, encoding, merkle, messages
 from bolt12ext.blinding import PaymentHop, PaymentRelay
-from bolt12ext.offer import decode_offer
+from bolt12ext.offer import decode_offer, dict_path
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, records
 
@@ -151,3 +151,39 @@ def test_static_invoice_writer_rules():
 def test_created_at_is_a_tu64():
     _, inv = make_static_invoice(invoice_created_at=2**40)
     assert messages.decode_static_invoice(inv)["invoice_created_at"] == 2**40
+
+
+def _build_input(decoded):
+    """decode_offer's output turned back into build.offer's keyword arguments."""
+    fields, extra = {}, {}
+    for name, value in decoded.items():
+        if name in ("type", "valid"):
+            continue
+        if name == "unknown_offer_tlvs":
+            extra = {u["type"]: bytes.fromhex(u["value"]) for u in value}
+        elif name == "offer_paths":
+            fields[name] = [dict_path(p) for p in value]
+        elif name in ("offer_metadata", "offer_features", "offer_issuer_id"):
+            fields[name] = bytes.fromhex(value)
+        else:
+            fields[name] = value
+    return fields, extra
+
+
+def test_every_valid_offer_vector_re_encodes_byte_for_byte(vector):
+    cases = [c for c in vector("bolt12/offers-test.json") if c["valid"]]
+    assert len(cases) >= 20
+    for case in cases:
+        decoded = decode_offer(case["bolt12"])
+        fields, extra = _build_input(decoded)
+        data = build.offer(extra=extra, **fields)
+        assert data == encoding.decode(case["bolt12"])[1], case["description"]
+
+
+def test_dict_path_rejects_bad_objects():
+    path = _message_path()
+    from bolt12ext.offer import path_dict
+    assert dict_path(path_dict(path)) == path
+    for bad in ({}, {"first_node_id": "zz"}, dict(path_dict(path), first_path_key="05" * 33)):
+        with pytest.raises(DecodeError):
+            dict_path(bad)
