@@ -14,8 +14,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyln.client import Plugin, RpcException  # noqa: E402
 
 from bolt12ext import messages as bolt12_messages  # noqa: E402
+from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
 from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
+from lsps.asyncpay import OnionMessenger, StaticInvoiceServer  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
@@ -133,6 +135,15 @@ plugin.add_option("lsp-lsps7-fee-ppm-per-block", 1,
 plugin.add_flag_option("lsp-lsps7-extend-any-channel",
                        "LSPS7: also extend channels not bought through LSPS1 (their lease "
                        "starts at the current block).")
+# BOLT12 async payments.
+plugin.add_flag_option(
+    "lsp-asyncpay-server",
+    "Static invoice server: keep async recipients' static invoices and answer invoice_requests "
+    "for them while they are offline.")
+plugin.add_option("lsp-asyncpay-max-slots", 10,
+                  "Static invoice server: invoice slots per recipient.", opt_type="int")
+plugin.add_option("lsp-asyncpay-max-recipients", 1000,
+                  "Static invoice server: recipients with stored invoices.", opt_type="int")
 plugin.add_option("lsp-lsps1-htlc-expiry-margin", 6,
                   "LSPS1: fail a held order payment this many blocks before its CLTV expiry.",
                   opt_type="int")
@@ -221,6 +232,9 @@ def init(options, configuration, plugin, **kwargs):
         return blocking_call(lsp.call, peer, method, params)
     state["lsps2_client"] = Lsps2Client(node, store, ask, plugin.log)
     state["lsps1_client"] = Lsps1Client(node, store, ask, plugin.log)
+    why = _start_asyncpay(plugin, node, store)
+    if why:
+        return {"disable": why}
     lsp.start()
     state["lsps0"] = lsp
     state["lsps1_client"].start()
@@ -229,6 +243,25 @@ def init(options, configuration, plugin, **kwargs):
         if name in state:
             state[name].start()
     plugin.log(f"clnlsp ready (lsp-service={'on' if service else 'off'})")
+
+
+def _start_asyncpay(plugin, node, store):
+    """The onion-message layer, and the static invoice server when asked for; or why not."""
+    limits = asyncpay_server.Limits(
+        max_slots_per_recipient=plugin.get_option("lsp-asyncpay-max-slots"),
+        max_recipients=plugin.get_option("lsp-asyncpay-max-recipients"))
+    if min(limits.max_slots_per_recipient, limits.max_recipients) < 1:
+        return "lsp-asyncpay-max-slots and lsp-asyncpay-max-recipients must be at least 1"
+    messenger = OnionMessenger(node, store, plugin.log)
+    messenger.start()
+    state["messenger"] = messenger
+    if plugin.get_option("lsp-asyncpay-server"):
+        server = StaticInvoiceServer(messenger, store,
+                                     asyncpay_server.ServerCore(messenger.book, limits),
+                                     plugin.log)
+        server.start()
+        state["asyncpay_server"] = server
+    return None
 
 
 def _lsps2_policy(plugin, node):
@@ -500,6 +533,53 @@ def lsps7_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"orders": service.list_orders(order_id, peer_id, kind="lsps7")}
+
+
+@plugin.subscribe("onionmessage_forward_fail")
+def on_onionmessage_forward_fail(plugin, onionmessage_forward_fail=None, **kwargs):
+    if "messenger" in state:
+        state["messenger"].on_forward_fail(onionmessage_forward_fail or kwargs)
+
+
+ASYNCPAY_SERVER_OFF = 1600
+
+
+def _asyncpay_server():
+    server = state.get("asyncpay_server")
+    if server is None:
+        raise RpcException("the static invoice server is off (start lightningd with "
+                           "--lsp-asyncpay-server)", ASYNCPAY_SERVER_OFF)
+    return server
+
+
+@plugin.method("asyncpay-serverpaths")
+def asyncpay_serverpaths(plugin, recipient_id=None, **kwargs):
+    """Blinded message paths on which async recipient {recipient_id} (any id; a fresh one
+    when omitted) asks this static invoice server for offer paths (hex blinded_path)."""
+    if recipient_id is not None and (not isinstance(recipient_id, str) or not recipient_id
+                                     or len(recipient_id) > 66):
+        raise RpcException("recipient_id must be a non-empty string of at most 66 characters",
+                           -32602)
+    return _asyncpay_server().server_paths(recipient_id)
+
+
+@plugin.method("asyncpay-invoices")
+def asyncpay_invoices(plugin, recipient_id=None, **kwargs):
+    """Static invoices this server keeps (for {recipient_id}, or all), with their offers."""
+    return _asyncpay_server().invoices(recipient_id)
+
+
+@plugin.method("asyncpay-forget")
+def asyncpay_forget(plugin, recipient_id, slot=None, **kwargs):
+    """Drop the static invoices of {recipient_id} (only {slot} when given)."""
+    slot = optional_int(slot, "slot")
+    return _asyncpay_server().forget(recipient_id, slot)
+
+
+@plugin.method("asyncpay-messages")
+def asyncpay_messages(plugin, **kwargs):
+    """The onion-message layer: virtual node id, live paths, messages received and dropped."""
+    return state["messenger"].stats()
 
 
 @plugin.method("bolt12ext-decode")

@@ -89,6 +89,15 @@ class ClnNode:
         peers = self.rpc().call("listpeers")["peers"]
         return [p["id"] for p in peers if p.get("connected")]
 
+    def inject_onion_message(self, path_key: bytes, packet: bytes) -> None:
+        """Hand connectd an onion message whose first hop is this node."""
+        self.rpc().call("injectonionmessage", {"path_key": path_key.hex(),
+                                               "message": packet.hex()})
+
+    def connect(self, peer_id: str) -> None:
+        """Connect to a node by id (addresses from gossip); RpcError when impossible."""
+        self.rpc().call("connect", {"id": peer_id})
+
     # --- facts about the node -------------------------------------------
     def node_id(self) -> str:
         return self.rpc().call("getinfo")["id"]

@@ -1,0 +1,207 @@
+"""Async payments at run time: the onion-message layer and the static invoice server.
+
+OnionMessenger receives at the virtual node (through lightningd's
+`onionmessage_forward_fail` notification), checks the path context and hands the
+message to whoever registered that purpose; it sends along blinded paths with
+`injectonionmessage`, prepending this node. Contexts and stored invoices live in
+the datastore (areas "ompath" and "asyncinv"), written before anything is sent.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Optional
+
+from pyln.client import RpcError
+
+from bolt12ext import encoding, onionmsg, server
+from bolt12ext.blinding import BlindedPath
+from bolt12ext.contexts import PathBook, PathContext
+from bolt12ext.server import ServerCore
+from bolt12ext.tlv import DecodeError, records
+
+from .cln import ClnNode
+from .store import Store
+
+VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
+PATHS, INVOICES = "ompath", "asyncinv"
+
+
+def now_s() -> int:
+    return int(time.time())
+
+
+class OnionMessenger:
+    def __init__(self, node: ClnNode, store: Store, log: Callable[[str, str], None]):
+        self.node = node
+        self.store = store
+        self.log = log
+        self.node_id = bytes.fromhex(node.node_id())
+        self.book = PathBook(self.node_id, node.makesecret(VIRTUAL_NODE_LABEL))
+        self.dropped: Counter = Counter()
+        self.received: Counter = Counter()
+        self._handlers: Dict[str, Callable[[PathContext, onionmsg.Received], None]] = {}
+        self._lock = threading.Lock()
+        self._contexts: Dict[str, PathContext] = {}
+        # One worker keeps messages in arrival order and lightningd's notifications flowing.
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnlsp-om")
+
+    @property
+    def virtual_id(self) -> bytes:
+        return self.book.virtual_id
+
+    def start(self) -> None:
+        now = now_s()
+        for key, record in self.store.list(PATHS).items():
+            try:
+                ctx = PathContext.from_record(record)
+            except (KeyError, TypeError, ValueError):
+                continue
+            if ctx.expires_at <= now:
+                self.store.delete(PATHS, key)
+            else:
+                self._contexts[key] = ctx
+
+    def register(self, purposes, handler) -> None:
+        for purpose in purposes:
+            self._handlers[purpose] = handler
+
+    def remember(self, path_id: str, ctx: PathContext) -> None:
+        """Persist a context before its path leaves this node."""
+        self.store.put(PATHS, path_id, ctx.to_record())
+        with self._lock:
+            self._contexts[path_id] = ctx
+
+    def new_path(self, purpose: str, ttl_s: int, peer: Optional[str] = None, **data):
+        path, path_id, ctx = self.book.make(purpose, now_s(), ttl_s, peer=peer, **data)
+        self.remember(path_id, ctx)
+        return path, path_id, ctx
+
+    def stats(self) -> dict:
+        return {"virtual_node_id": self.virtual_id.hex(), "paths": len(self._contexts),
+                "received": dict(self.received), "dropped": dict(self.dropped)}
+
+    # --- receiving ---------------------------------------------------------------------------
+    def on_forward_fail(self, event: dict) -> None:
+        """lightningd could not forward an onion message; is it for our virtual node?"""
+        if event.get("next_node_id") != self.virtual_id.hex() or not event.get("outgoing"):
+            return
+        self._worker.submit(self._receive, event["outgoing"])
+
+    def _receive(self, outgoing_hex: str) -> None:
+        try:
+            msg = onionmsg.OnionMessage.parse(bytes.fromhex(outgoing_hex))
+            got = onionmsg.peel(self.book.virtual_secret, msg)
+        except (DecodeError, ValueError) as e:
+            self.drop(f"unreadable: {e}")
+            return
+        if not isinstance(got, onionmsg.Received):
+            self.drop("the virtual node does not forward")
+            return
+        with self._lock:
+            contexts = dict(self._contexts)
+        ctx, why = PathBook.check(contexts, got.path_id, now_s(), self._handlers)
+        if why:
+            self.drop(why)
+            return
+        self.received[ctx.purpose] += 1
+        try:
+            self._handlers[ctx.purpose](ctx, got)
+        except Exception as e:  # one bad message must not stop the layer
+            self.log(f"onion message on a {ctx.purpose} path not handled: {e!r}", "warn")
+
+    def drop(self, why: str) -> None:
+        self.dropped[why] += 1
+        self.log(f"onion message dropped: {why}", "debug")
+
+    # --- sending -----------------------------------------------------------------------------
+    def send(self, path: BlindedPath, contents: Dict[int, bytes],
+             reply_path: Optional[BlindedPath] = None) -> bool:
+        """Send along `path` (connecting to its introduction node when needed)."""
+        if len(path.first_node_id) != 33:
+            self.log("cannot send to a path introduced by a short channel id", "warn")
+            return False
+        full = path
+        if path.first_node_id != self.node_id:
+            intro = path.first_node_id.hex()
+            if intro not in self.node.connected_peers():
+                try:
+                    self.node.connect(intro)
+                except RpcError as e:
+                    self.log(f"cannot reach introduction node {intro}: {e}", "info")
+                    return False
+            full = onionmsg.prepend(os.urandom(32), [self.node_id], path)
+        try:
+            msg = onionmsg.build(os.urandom(32), full, contents, reply_path)
+            self.node.inject_onion_message(msg.path_key, msg.packet)
+        except (RpcError, ValueError) as e:
+            self.log(f"onion message not sent: {e}", "info")
+            return False
+        return True
+
+
+class StaticInvoiceServer:
+    """LSP role: keeps recipients' static invoices and answers invoice_requests for them."""
+
+    def __init__(self, messenger: OnionMessenger, store: Store, core: ServerCore,
+                 log: Callable[[str, str], None]):
+        self.messenger = messenger
+        self.store = store
+        self.core = core
+        self.log = log
+        self._lock = threading.Lock()
+        self._invoices: Dict[str, dict] = {}
+
+    def start(self) -> None:
+        self._invoices = self.store.list(INVOICES)
+        self.messenger.register(server.PURPOSES, self.on_message)
+
+    def on_message(self, ctx: PathContext, got: onionmsg.Received) -> None:
+        with self._lock:
+            out = self.core.handle(ctx, got, now_s(), dict(self._invoices))
+            if out.drop:
+                self.messenger.drop(out.drop)
+                return
+            for path_id, new_ctx in out.new_paths.items():
+                self.messenger.remember(path_id, new_ctx)
+            if out.invoice is not None:
+                key, record = out.invoice
+                self.store.put(INVOICES, key, record)
+                self._invoices[key] = record
+        for send in out.sends:
+            self.messenger.send(send.path, send.contents, send.reply_path)
+
+    # --- operator commands -------------------------------------------------------------------
+    def server_paths(self, recipient_id: Optional[str]) -> dict:
+        recipient = recipient_id or os.urandom(16).hex()
+        path, path_id, ctx = self.core.recipient_paths(recipient, now_s())
+        self.messenger.remember(path_id, ctx)
+        return {"recipient_id": recipient, "paths": [path.serialize().hex()],
+                "expires_at": ctx.expires_at}
+
+    def invoices(self, recipient_id: Optional[str] = None) -> dict:
+        with self._lock:
+            found = [r for r in self._invoices.values()
+                     if recipient_id is None or r["recipient"] == recipient_id]
+        out = []
+        for r in sorted(found, key=lambda r: (r["recipient"], r["slot"])):
+            raw = bytes.fromhex(r["invoice"])
+            offer = b"".join(x for t, _, x in records(raw) if 1 <= t <= 79 or 1e9 <= t < 2e9)
+            out.append({"recipient_id": r["recipient"], "slot": r["slot"],
+                        "offer": encoding.encode("lno", offer), "invoice": r["invoice"],
+                        "invoice_bytes": len(raw), "stored_at": r["stored_at"],
+                        "expires_at": r["expires_at"]})
+        return {"invoices": out}
+
+    def forget(self, recipient_id: str, slot: Optional[int] = None) -> dict:
+        with self._lock:
+            keys = [k for k, r in self._invoices.items() if r["recipient"] == recipient_id
+                    and (slot is None or r["slot"] == slot)]
+            for key in keys:
+                self.store.delete(INVOICES, key)
+                del self._invoices[key]
+        return {"forgotten": len(keys)}
