@@ -13,11 +13,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
+from bolt12ext import mailbox  # noqa: E402
 from bolt12ext import messages as bolt12_messages  # noqa: E402
 from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
 from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
-from lsps.asyncpay import OnionMessenger, StaticInvoiceServer  # noqa: E402
+from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
@@ -144,6 +145,12 @@ plugin.add_option("lsp-asyncpay-max-slots", 10,
                   "Static invoice server: invoice slots per recipient.", opt_type="int")
 plugin.add_option("lsp-asyncpay-max-recipients", 1000,
                   "Static invoice server: recipients with stored invoices.", opt_type="int")
+plugin.add_option("lsp-asyncpay-mailbox-per-peer", 50,
+                  "Mailbox: onion messages kept for one offline peer.", opt_type="int")
+plugin.add_option("lsp-asyncpay-mailbox-total", 1000,
+                  "Mailbox: onion messages kept for all offline peers.", opt_type="int")
+plugin.add_option("lsp-asyncpay-mailbox-ttl", 86400,
+                  "Mailbox: seconds an onion message waits for its peer.", opt_type="int")
 plugin.add_option("lsp-lsps1-htlc-expiry-margin", 6,
                   "LSPS1: fail a held order payment this many blocks before its CLTV expiry.",
                   opt_type="int")
@@ -256,6 +263,13 @@ def _start_asyncpay(plugin, node, store):
     messenger.start()
     state["messenger"] = messenger
     if plugin.get_option("lsp-asyncpay-server"):
+        box = mailbox.Limits(per_peer=plugin.get_option("lsp-asyncpay-mailbox-per-peer"),
+                             total=plugin.get_option("lsp-asyncpay-mailbox-total"),
+                             ttl_s=plugin.get_option("lsp-asyncpay-mailbox-ttl"))
+        if min(box.per_peer, box.total, box.ttl_s) < 1:
+            return "lsp-asyncpay-mailbox-* must be at least 1"
+        messenger.mailbox = PeerMailbox(node, store, mailbox.Mailbox(box), plugin.log)
+        messenger.mailbox.start()
         server = StaticInvoiceServer(messenger, store,
                                      asyncpay_server.ServerCore(messenger.book, limits),
                                      plugin.log)
@@ -329,7 +343,7 @@ def on_connect(plugin, connect=None, **kwargs):
     peer_id = (connect or kwargs).get("id")
     if peer_id and "lsps0" in state:
         state["lsps0"].on_connect(peer_id)
-    for name in ("lsps1_service", "lsps2_service"):
+    for name in ("lsps1_service", "lsps2_service", "messenger"):
         if peer_id and name in state:
             state[name].on_connect(peer_id)
 

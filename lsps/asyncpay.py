@@ -21,6 +21,7 @@ from pyln.client import RpcError
 from bolt12ext import encoding, onionmsg, server
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook, PathContext
+from bolt12ext.mailbox import Mailbox
 from bolt12ext.server import ServerCore
 from bolt12ext.tlv import DecodeError, records
 
@@ -28,7 +29,7 @@ from .cln import ClnNode
 from .store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
-PATHS, INVOICES = "ompath", "asyncinv"
+PATHS, INVOICES, MAILBOX = "ompath", "asyncinv", "mailbox"
 
 
 def now_s() -> int:
@@ -47,6 +48,7 @@ class OnionMessenger:
         self._handlers: Dict[str, Callable[[PathContext, onionmsg.Received], None]] = {}
         self._lock = threading.Lock()
         self._contexts: Dict[str, PathContext] = {}
+        self.mailbox: Optional["PeerMailbox"] = None
         # One worker keeps messages in arrival order and lightningd's notifications flowing.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnlsp-om")
 
@@ -82,15 +84,24 @@ class OnionMessenger:
         return path, path_id, ctx
 
     def stats(self) -> dict:
-        return {"virtual_node_id": self.virtual_id.hex(), "paths": len(self._contexts),
-                "received": dict(self.received), "dropped": dict(self.dropped)}
+        out = {"virtual_node_id": self.virtual_id.hex(), "paths": len(self._contexts),
+               "received": dict(self.received), "dropped": dict(self.dropped)}
+        if self.mailbox is not None:
+            out["mailbox"] = self.mailbox.stats()
+        return out
 
     # --- receiving ---------------------------------------------------------------------------
     def on_forward_fail(self, event: dict) -> None:
-        """lightningd could not forward an onion message; is it for our virtual node?"""
-        if event.get("next_node_id") != self.virtual_id.hex() or not event.get("outgoing"):
-            return
-        self._worker.submit(self._receive, event["outgoing"])
+        """lightningd could not forward an onion message: for our virtual node, or for an
+        offline peer whose mailbox we keep?"""
+        if event.get("next_node_id") == self.virtual_id.hex() and event.get("outgoing"):
+            self._worker.submit(self._receive, event["outgoing"])
+        elif self.mailbox is not None and event.get("outgoing") and event.get("incoming"):
+            self._worker.submit(self.mailbox.keep, event)
+
+    def on_connect(self, peer_id: str) -> None:
+        if self.mailbox is not None:
+            self._worker.submit(self.mailbox.deliver, peer_id)
 
     def _receive(self, outgoing_hex: str) -> None:
         try:
@@ -142,6 +153,67 @@ class OnionMessenger:
             self.log(f"onion message not sent: {e}", "info")
             return False
         return True
+
+
+class PeerMailbox:
+    """Keeps onion messages for our channel peers while they are offline (area "mailbox")."""
+
+    def __init__(self, node: ClnNode, store: Store, box: Mailbox,
+                 log: Callable[[str, str], None]):
+        self.node = node
+        self.store = store
+        self.box = box
+        self.log = log
+        self.kept: Counter = Counter()
+
+    def start(self) -> None:
+        for key, record in self.store.list(MAILBOX).items():
+            if {"peer", "path_key", "packet", "stored_at"} <= set(record):
+                self.box.items[key] = record
+
+    def _next_peer(self, event: dict) -> Optional[str]:
+        """The channel peer the message was for, if it is one of ours and offline."""
+        nxt = event.get("next_node_id")
+        scidd = event.get("next_short_channel_id_dir")
+        for channel in self.node.channels():
+            if channel["peer_connected"]:
+                continue
+            if nxt == channel["peer_id"] or (
+                    scidd and scidd.split("/")[0] in channel["scids"]):
+                return channel["peer_id"]
+        return None
+
+    def keep(self, event: dict) -> None:
+        peer = self._next_peer(event)
+        if peer is None:
+            return
+        now = now_s()
+        expired, refused = self.box.admit(peer, now)
+        for key in expired:
+            self.store.delete(MAILBOX, key)
+        if refused:
+            self.kept["refused: " + refused] += 1
+            return
+        key = os.urandom(16).hex()
+        record = self.box.add(key, peer, event["path_key"], event["incoming"], now)
+        self.store.put(MAILBOX, key, record)
+        self.kept["stored"] += 1
+
+    def deliver(self, peer_id: str) -> None:
+        deliver, expired = self.box.take(peer_id, now_s())
+        for key in expired:
+            self.store.delete(MAILBOX, key)
+        for key, record in deliver:
+            try:
+                self.node.inject_onion_message(bytes.fromhex(record["path_key"]),
+                                               bytes.fromhex(record["packet"]))
+                self.kept["delivered"] += 1
+            except RpcError as e:
+                self.log(f"mailbox message for {peer_id} not delivered: {e}", "info")
+            self.store.delete(MAILBOX, key)  # delivered at most once more
+
+    def stats(self) -> dict:
+        return {"waiting": self.box.count(), **dict(self.kept)}
 
 
 class StaticInvoiceServer:

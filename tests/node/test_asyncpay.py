@@ -177,3 +177,38 @@ def test_server_commands_without_the_server(node_factory, plugin_path):
         node.rpc.call("asyncpay-serverpaths")
     assert e.value.error["code"] == 1600
     assert node.rpc.call("asyncpay-messages")["paths"] == 0
+
+
+def test_mailbox_keeps_messages_for_an_offline_peer(node_factory, plugin_path):
+    """l3 sends to a path through l1 to l2 while l2 is down: l1 keeps the message (one per
+    peer here), survives a restart, and hands it over when l2 is back."""
+    l1, l2 = node_factory.line_graph(2, opts=[
+        {"plugin": plugin_path, "lsp-asyncpay-server": None,
+         "lsp-asyncpay-mailbox-per-peer": 1, "may_reconnect": True},
+        {"plugin": SINK, "may_reconnect": True}], wait_for_announce=True)
+    l3 = node_factory.get_node()
+    l3.connect(l1)
+    recipient = Player(l2)
+    key = os.urandom(32)
+    path_id = os.urandom(32)
+    path = blinding.message_path(os.urandom(32), [bytes.fromhex(l1.info["id"]),
+                                                  recipient.node_id, pubkey(key)], path_id)
+    l2.stop()
+    sender = Player(l3)
+    held = asyncmsg.HeldHtlcAvailable()
+    sender.send(path, {held.TYPE: held.encode()})
+    wait_for(lambda: l1.rpc.call("asyncpay-messages")["mailbox"].get("stored") == 1)
+    sender.send(path, {held.TYPE: held.encode()})  # beyond the per-peer bound
+    wait_for(lambda: l1.rpc.call("asyncpay-messages")["mailbox"].get(
+        "refused: mailbox full for this peer") == 1)
+
+    l1.restart()
+    assert l1.rpc.call("asyncpay-messages")["mailbox"]["waiting"] == 1
+    l2.start()
+    l2.rpc.connect(l1.info["id"], "localhost", l1.port)
+    got = recipient.receive(key)
+    assert got.path_id == path_id
+    ((t, value),) = got.contents.items()
+    assert asyncmsg.decode(t, value) == held
+    wait_for(lambda: l1.rpc.call("asyncpay-messages")["mailbox"]["waiting"] == 0)
+    assert l1.rpc.call("asyncpay-messages")["mailbox"]["delivered"] == 1
