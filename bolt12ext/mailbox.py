@@ -54,4 +54,4 @@ class Mailbox:
         return deliver, expired
 
     def count(self, peer: Optional[str] = None) -> int:
-        return sum(1 for r in self.items.values() if peer is None or r["peer"] == peer)
+        return sum(1 for r in list(self.items.values()) if peer is None or r["peer"] == peer)

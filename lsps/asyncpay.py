@@ -84,8 +84,9 @@ class OnionMessenger:
         return path, path_id, ctx
 
     def stats(self) -> dict:
-        out = {"virtual_node_id": self.virtual_id.hex(), "paths": len(self._contexts),
-               "received": dict(self.received), "dropped": dict(self.dropped)}
+        with self._lock:
+            out = {"virtual_node_id": self.virtual_id.hex(), "paths": len(self._contexts),
+                   "received": dict(self.received), "dropped": dict(self.dropped)}
         if self.mailbox is not None:
             out["mailbox"] = self.mailbox.stats()
         return out
@@ -119,14 +120,16 @@ class OnionMessenger:
         if why:
             self.drop(why)
             return
-        self.received[ctx.purpose] += 1
+        with self._lock:
+            self.received[ctx.purpose] += 1
         try:
             self._handlers[ctx.purpose](ctx, got)
         except Exception as e:  # one bad message must not stop the layer
             self.log(f"onion message on a {ctx.purpose} path not handled: {e!r}", "warn")
 
     def drop(self, why: str) -> None:
-        self.dropped[why] += 1
+        with self._lock:
+            self.dropped[why] += 1
         self.log(f"onion message dropped: {why}", "debug")
 
     # --- sending -----------------------------------------------------------------------------
