@@ -500,12 +500,22 @@ def lsps1_listorders(plugin, lsp_id=None, **kwargs):
     return {"orders": state["lsps1_client"].list_orders(lsp_id)}
 
 
+SERVICE_OFF, ASYNCPAY_SERVER_OFF = 1200, 1600
+
+
+def _running(name, why_not, code):
+    """The running service `name`, or the RPC error saying why it is not running."""
+    service = state.get(name)
+    if service is None:
+        raise RpcException(why_not, code)
+    return service
+
+
 @plugin.method("lsps1-service-orders")
 def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
     """LSP view of channel orders: states, payment, channel, lease expiry."""
-    service = state.get("lsps1_service")
-    if service is None:
-        raise RpcException("lsp-service is off: this node sells no channels", 1200)
+    service = _running("lsps1_service", "lsp-service is off: this node sells no channels",
+                       SERVICE_OFF)
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"orders": service.list_orders(order_id, peer_id)}
@@ -541,9 +551,8 @@ def lsps7_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
 @plugin.method("lsps7-service-orders")
 def lsps7_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
     """LSP view of lease extension orders."""
-    service = state.get("lsps1_service")
-    if service is None:
-        raise RpcException("lsp-service is off: this node extends no leases", 1200)
+    service = _running("lsps1_service", "lsp-service is off: this node extends no leases",
+                       SERVICE_OFF)
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"orders": service.list_orders(order_id, peer_id, kind="lsps7")}
@@ -555,15 +564,9 @@ def on_onionmessage_forward_fail(plugin, onionmessage_forward_fail=None, **kwarg
         state["messenger"].on_forward_fail(onionmessage_forward_fail or kwargs)
 
 
-ASYNCPAY_SERVER_OFF = 1600
-
-
 def _asyncpay_server():
-    server = state.get("asyncpay_server")
-    if server is None:
-        raise RpcException("the static invoice server is off (start lightningd with "
-                           "--lsp-asyncpay-server)", ASYNCPAY_SERVER_OFF)
-    return server
+    return _running("asyncpay_server", "the static invoice server is off (start lightningd "
+                    "with --lsp-asyncpay-server)", ASYNCPAY_SERVER_OFF)
 
 
 @plugin.method("asyncpay-serverpaths")
@@ -635,9 +638,8 @@ def lsps2_listbuys(plugin, **kwargs):
 @plugin.method("lsps2-service-sessions")
 def lsps2_service_sessions(plugin, peer_id=None, jit_channel_scid=None, **kwargs):
     """LSP view of JIT channel sessions, optionally for one {peer_id} or {jit_channel_scid}."""
-    service = state.get("lsps2_service")
-    if service is None:
-        raise RpcException("lsp-service is off: this node sells no JIT channels", 1200)
+    service = _running("lsps2_service", "lsp-service is off: this node sells no JIT channels",
+                       SERVICE_OFF)
     if peer_id is not None:
         peer_id = require_node_id(peer_id, "peer_id")
     return {"sessions": service.list_sessions(peer_id, jit_channel_scid)}

@@ -119,7 +119,8 @@ def sign(messagename: str, unsigned: bytes, secret: bytes) -> bytes:
 
 
 def _strip_signatures(data: bytes) -> bytes:
-    return b"".join(raw for t, _, raw in records(data) if not 240 <= t <= 1000)
+    low, high = merkle.SIGNATURE_RANGE
+    return b"".join(raw for t, _, raw in records(data) if not low <= t <= high)
 
 
 def _checked(decoder, data: bytes) -> bytes:

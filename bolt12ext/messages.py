@@ -11,6 +11,7 @@ from typing import List
 
 from . import encoding, merkle
 from .offer import (
+    OFFER_RANGES,
     OFFER_TYPES,
     blinded_paths,
     check_features,
@@ -22,7 +23,7 @@ from .offer import (
 )
 from .tlv import DecodeError, read_tu, records
 
-OFFER = ((1, 79), (1_000_000_000, 1_999_999_999))
+OFFER = OFFER_RANGES
 INVREQ = ((0, 0), (80, 159), (2_000_000_000, 2_999_999_999))
 INVOICE = ((160, 239), (3_000_000_000, 3_999_999_999))
 SIGNATURE = ((240, 1000),)

@@ -147,6 +147,12 @@ def decode_offer(text: str) -> dict:
     return out
 
 
+def offer_part(data: bytes) -> bytes:
+    """The raw records of a TLV stream that belong to the offer (what an invoice_request or
+    a static invoice copies from its offer)."""
+    return b"".join(raw for t, _, raw in records(data) if in_ranges(t, OFFER_RANGES))
+
+
 def offer_records(text: str) -> Optional[list]:
     """The raw records of an offer string (after decode_offer has accepted it)."""
     return records(encoding.decode(text)[1])

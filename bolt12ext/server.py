@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Tuple
 from . import asyncmsg, messages, onionmsg
 from .blinding import BlindedPath, parse_paths
 from .contexts import PathBook, PathContext
+from .offer import offer_part
 from .onionmsg import Received
 from .tlv import DecodeError, records
 
@@ -52,10 +53,6 @@ class Outcome:
 
 def invoice_key(recipient: str, slot: int) -> str:
     return f"{recipient}-{slot}"
-
-
-def _offer_records(data: bytes) -> List[bytes]:
-    return [raw for t, _, raw in records(data) if 1 <= t <= 79 or 1e9 <= t < 2e9]
 
 
 class ServerCore:
@@ -141,7 +138,7 @@ class ServerCore:
         if not request["signature_valid"]:
             return Outcome(drop="invoice_request signature does not verify")
         invoice = bytes.fromhex(stored["invoice"])
-        if _offer_records(invreq) != _offer_records(invoice):
+        if offer_part(invreq) != offer_part(invoice):
             return Outcome(drop="invoice_request for another offer")
         forward, _ = BlindedPath.parse(bytes.fromhex(stored["forward_path"]))
         return Outcome(sends=[

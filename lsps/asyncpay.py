@@ -22,8 +22,9 @@ from bolt12ext import encoding, onionmsg, server
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook, PathContext
 from bolt12ext.mailbox import Mailbox
+from bolt12ext.offer import offer_part
 from bolt12ext.server import ServerCore
-from bolt12ext.tlv import DecodeError, records
+from bolt12ext.tlv import DecodeError
 
 from .cln import ClnNode
 from .store import Store
@@ -265,9 +266,9 @@ class StaticInvoiceServer:
         out = []
         for r in sorted(found, key=lambda r: (r["recipient"], r["slot"])):
             raw = bytes.fromhex(r["invoice"])
-            offer = b"".join(x for t, _, x in records(raw) if 1 <= t <= 79 or 1e9 <= t < 2e9)
             out.append({"recipient_id": r["recipient"], "slot": r["slot"],
-                        "offer": encoding.encode("lno", offer), "invoice": r["invoice"],
+                        "offer": encoding.encode("lno", offer_part(raw)),
+                        "invoice": r["invoice"],
                         "invoice_bytes": len(raw), "stored_at": r["stored_at"],
                         "expires_at": r["expires_at"]})
         return {"invoices": out}

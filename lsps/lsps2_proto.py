@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from bolt12ext import tlv
+from bolt12ext.blinding import scid_str as format_scid  # noqa: F401  (one formatter)
 
 U64_MAX = 2**64 - 1
 U32_MAX = 2**32 - 1
@@ -106,10 +107,6 @@ def parse_scid(value: Any) -> int:
     if block >= 1 << 24 or tx >= 1 << 24 or out >= 1 << 16:
         raise ProtocolError(f"short channel id out of range: {value}")
     return block << 40 | tx << 16 | out
-
-
-def format_scid(scid: int) -> str:
-    return f"{scid >> 40}x{(scid >> 16) & 0xFFFFFF}x{scid & 0xFFFF}"
 
 
 # --- opening_fee_params ------------------------------------------------------
