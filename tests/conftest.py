@@ -49,19 +49,3 @@ def pytest_runtest_makereport(item, call):
     rep = outcome.get_result()
     setattr(item, "rep_" + rep.when, rep)
 
-
-VECTORS = os.path.join(os.path.dirname(ROOT), "shared", "vectors")
-
-
-@pytest.fixture
-def vector():
-    """Loader of an official test vector file, e.g. vector("bolt04/onion-test.json")."""
-    import json
-
-    def load(relative):
-        path = os.path.join(VECTORS, relative)
-        if not os.path.exists(path):
-            pytest.skip(f"official vectors not found at {path} (shared/ beside the repo)")
-        with open(path) as f:
-            return json.load(f)
-    return load

@@ -1,6 +1,7 @@
 """BOLT4's official vectors: Sphinx onions, route blinding, blinded onion messages,
 blinded payment onions (shared/vectors/bolt04)."""
 import pytest
+from vectorfiles import load
 
 from bolt12ext import blinding, onionmsg, sphinx
 from bolt12ext.blinding import PaymentConstraints, PaymentRelay
@@ -45,16 +46,16 @@ def vector_tlvs(tlvs):
 
 # ---- plain Sphinx -------------------------------------------------------------------------
 
-def test_onion_packet_built_byte_for_byte(vector):
-    v = vector("bolt04/onion-test.json")
+def test_onion_packet_built_byte_for_byte():
+    v = load("bolt04/onion-test.json")
     gen = v["generate"]
     hops = [(H(h["pubkey"]), strip_length(h["payload"])) for h in gen["hops"]]
     packet = sphinx.build(H(gen["session_key"]), hops, H(gen["associated_data"]), size=1300)
     assert packet.hex() == v["onion"]
 
 
-def test_onion_packet_peeled_hop_by_hop(vector):
-    v = vector("bolt04/onion-test.json")
+def test_onion_packet_peeled_hop_by_hop():
+    v = load("bolt04/onion-test.json")
     gen = v["generate"]
     packet = H(v["onion"])
     for i, secret in enumerate(v["decode"]):
@@ -66,8 +67,8 @@ def test_onion_packet_peeled_hop_by_hop(vector):
             packet = layer.next_packet
 
 
-def test_onion_tampering_is_detected(vector):
-    v = vector("bolt04/onion-test.json")
+def test_onion_tampering_is_detected():
+    v = load("bolt04/onion-test.json")
     gen = v["generate"]
     packet = bytearray(H(v["onion"]))
     packet[100] ^= 1
@@ -83,16 +84,16 @@ def test_onion_tampering_is_detected(vector):
 
 # ---- route blinding -----------------------------------------------------------------------
 
-def test_encrypted_data_encoding(vector):
-    v = vector("bolt04/route-blinding-test.json")
+def test_encrypted_data_encoding():
+    v = load("bolt04/route-blinding-test.json")
     for hop in v["generate"]["hops"]:
         assert blinding.encode_data(vector_tlvs(hop["tlvs"])).hex() == hop["encoded_tlvs"]
         decoded = blinding.decode_data(H(hop["encoded_tlvs"]))
         assert blinding.encode_data(decoded).hex() == hop["encoded_tlvs"]
 
 
-def test_blinded_route_built(vector):
-    v = vector("bolt04/route-blinding-test.json")
+def test_blinded_route_built():
+    v = load("bolt04/route-blinding-test.json")
     hops = v["generate"]["hops"]
     trace = []
     bob_carol = blinding.blind(H(hops[0]["session_key"]),
@@ -115,8 +116,8 @@ def test_blinded_route_built(vector):
     assert again == route and end == len(route.serialize())
 
 
-def test_blinded_route_unblinded_hop_by_hop(vector):
-    v = vector("bolt04/route-blinding-test.json")
+def test_blinded_route_unblinded_hop_by_hop():
+    v = load("bolt04/route-blinding-test.json")
     for hop, enc in zip(v["unblind"]["hops"], v["route"]["hops"], strict=True):
         got = blinding.unblind(H(hop["node_privkey"]), H(hop["path_key"]),
                                H(enc["encrypted_data"]))
@@ -127,8 +128,8 @@ def test_blinded_route_unblinded_hop_by_hop(vector):
         assert got.next_path_key.hex() == want_next
 
 
-def test_unblind_rejects_wrong_key_and_tampering(vector):
-    v = vector("bolt04/route-blinding-test.json")
+def test_unblind_rejects_wrong_key_and_tampering():
+    v = load("bolt04/route-blinding-test.json")
     hop, enc = v["unblind"]["hops"][0], v["route"]["hops"][0]
     with pytest.raises(DecodeError):
         blinding.unblind(H(v["unblind"]["hops"][1]["node_privkey"]), H(hop["path_key"]),
@@ -139,8 +140,8 @@ def test_unblind_rejects_wrong_key_and_tampering(vector):
         blinding.unblind(H(hop["node_privkey"]), H(hop["path_key"]), bytes(tampered))
 
 
-def test_payinfo_aggregation_matches_payment_vector(vector):
-    v = vector("bolt04/blinded-payment-onion-test.json")
+def test_payinfo_aggregation_matches_payment_vector():
+    v = load("bolt04/blinded-payment-onion-test.json")
     relays = []
     for hop in v["generate"]["full_route"]["hops"][1:-1]:
         r = hop["tlvs"]["encrypted_recipient_data"]["payment_relay"]
@@ -172,8 +173,8 @@ def _node_ids(v):
     return ids
 
 
-def test_onion_message_route_and_packet(vector):
-    v = vector("bolt04/blinded-onion-message-onion-test.json")
+def test_onion_message_route_and_packet():
+    v = load("bolt04/blinded-onion-message-onion-test.json")
     route = _message_route(v)
     for got, want in zip(route.hops, v["route"]["hops"], strict=True):
         assert got.blinded_node_id.hex() == want["blinded_node_id"]
@@ -185,8 +186,8 @@ def test_onion_message_route_and_packet(vector):
     assert msg.serialize().hex() == v["decrypt"]["hops"][0]["onion_message"]
 
 
-def test_onion_message_prepend_matches_vector(vector):
-    v = vector("bolt04/blinded-onion-message-onion-test.json")
+def test_onion_message_prepend_matches_vector():
+    v = load("bolt04/blinded-onion-message-onion-test.json")
     hops = v["generate"]["hops"]
     ids = _node_ids(v)
     dave_path = blinding.blind(H(hops[1]["path_key_secret"]),
@@ -196,8 +197,8 @@ def test_onion_message_prepend_matches_vector(vector):
     assert route == _message_route(v)
 
 
-def test_onion_message_peeled_hop_by_hop(vector):
-    v = vector("bolt04/blinded-onion-message-onion-test.json")
+def test_onion_message_peeled_hop_by_hop():
+    v = load("bolt04/blinded-onion-message-onion-test.json")
     steps = v["decrypt"]["hops"]
     msg = onionmsg.OnionMessage.parse(H(steps[0]["onion_message"]))
     for i, step in enumerate(steps):
@@ -214,8 +215,8 @@ def test_onion_message_peeled_hop_by_hop(vector):
             assert out.data[65535] == H("06c1")
 
 
-def test_onion_message_peel_rejections(vector):
-    v = vector("bolt04/blinded-onion-message-onion-test.json")
+def test_onion_message_peel_rejections():
+    v = load("bolt04/blinded-onion-message-onion-test.json")
     steps = v["decrypt"]["hops"]
     msg = onionmsg.OnionMessage.parse(H(steps[0]["onion_message"]))
     with pytest.raises(DecodeError):  # not our message
@@ -229,8 +230,8 @@ def test_onion_message_peel_rejections(vector):
 
 # ---- blinded payment onion ----------------------------------------------------------------
 
-def test_payment_onion_built_and_peeled(vector):
-    v = vector("bolt04/blinded-payment-onion-test.json")
+def test_payment_onion_built_and_peeled():
+    v = load("bolt04/blinded-payment-onion-test.json")
     gen = v["generate"]
     hops = [(H(h["pubkey"]), strip_length(h["payload"])) for h in gen["full_route"]["hops"]]
     packet = sphinx.build(H(gen["session_key"]), hops, H(gen["associated_data"]), size=1300)
@@ -262,8 +263,8 @@ def _current_path_key(payload):
     return next(v for t, v, _ in records(payload) if t == 12)
 
 
-def test_payment_path_unblinds_to_vector_data(vector):
-    v = vector("bolt04/blinded-payment-onion-test.json")
+def test_payment_path_unblinds_to_vector_data():
+    v = load("bolt04/blinded-payment-onion-test.json")
     gen = v["generate"]
     route = gen["blinded_route"]
     path_key = H(route["first_path_key"])

@@ -1,17 +1,14 @@
 """BOLT12 signature-test.json: leaves, branches, root, tagged message, signature."""
-import json
-import os
 import re
 
 import coincurve
 import pytest
+from vectorfiles import cases
 
 from bolt12ext import encoding, merkle
 from bolt12ext.tlv import parse_stream
 
-PATH = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors", "bolt12",
-                    "signature-test.json")
-CASES = json.load(open(PATH)) if os.path.exists(PATH) else []
+CASES = cases("bolt12/signature-test.json")
 
 
 def stream_of(case):

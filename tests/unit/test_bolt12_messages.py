@@ -1,16 +1,13 @@
-import json
-import os
 
 import coincurve
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vectorfiles import load
 
 from bolt12ext import encoding, merkle, messages
 from bolt12ext.tlv import DecodeError, record, serialize_stream, tu
 
-PATH = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors", "bolt12",
-                    "signature-test.json")
 NODE_SECRET = bytes([0x43] * 32)
 NODE_ID = coincurve.PrivateKey(NODE_SECRET).public_key.format()
 PATH_KEY = coincurve.PrivateKey(bytes([0x44] * 32)).public_key.format()
@@ -35,9 +32,7 @@ def static_invoice(extra=None, sign=True):
 
 
 def test_invoice_request_vector():
-    if not os.path.exists(PATH):
-        pytest.skip("official vectors not found (shared/ beside the repo)")
-    case = json.load(open(PATH))[-1]
+    case = load("bolt12/signature-test.json")[-1]
     got = messages.decode(case["bolt12"])
     assert got["type"] == "bolt12 invoice_request" and got["valid"] is True
     assert got["invreq_metadata"] == "0000000000000000"

@@ -1,31 +1,16 @@
 """BOLT12's official offer and string-format vectors (shared/vectors/bolt12)."""
-import json
-import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from vectorfiles import MISSING, cases
 
 from bolt12ext import encoding
 from bolt12ext.offer import decode_offer
 from bolt12ext.tlv import DecodeError, records
 
-VECTORS = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "vectors",
-                       "bolt12")
-
-
-def load(name):
-    path = os.path.join(VECTORS, name)
-    if not os.path.exists(path):
-        pytest.skip(f"official vectors not found at {path} (shared/ beside the repo)")
-    with open(path) as f:
-        return json.load(f)
-
-
-OFFERS = load("offers-test.json") if os.path.exists(os.path.join(VECTORS, "offers-test.json")) \
-    else []
-FORMAT = load("format-string-test.json") if os.path.exists(
-    os.path.join(VECTORS, "format-string-test.json")) else []
+OFFERS = cases("bolt12/offers-test.json")
+FORMAT = cases("bolt12/format-string-test.json")
 
 
 @pytest.mark.parametrize("case", OFFERS, ids=[c["description"] for c in OFFERS])
@@ -55,7 +40,7 @@ def test_format_string_vectors(case):
 
 def test_offer_fields_named_like_cln():
     if not OFFERS:
-        pytest.skip(f"official vectors not found in {VECTORS} (shared/ beside the repo)")
+        pytest.skip(MISSING)
     valid = [c for c in OFFERS if c["valid"]]
     with_amount = next(c for c in valid if c["description"] == "with amount")
     offer = decode_offer(with_amount["bolt12"])
