@@ -177,6 +177,13 @@ def test_server_commands_without_the_server(node_factory, plugin_path):
         node.rpc.call("asyncpay-serverpaths")
     assert e.value.error["code"] == 1600
     assert node.rpc.call("asyncpay-messages")["paths"] == 0
+    for params in ({"recipient_id": ""}, {"recipient_id": "x" * 67}):
+        with pytest.raises(RpcError) as e:
+            node.rpc.call("asyncpay-serverpaths", params)
+        assert e.value.error["code"] == -32602
+    with pytest.raises(RpcError) as e:
+        node.rpc.call("asyncpay-forget", {"recipient_id": "a", "slot": "one"})
+    assert e.value.error["code"] == -32602
 
 
 def test_mailbox_keeps_messages_for_an_offline_peer(node_factory, plugin_path):
@@ -212,3 +219,12 @@ def test_mailbox_keeps_messages_for_an_offline_peer(node_factory, plugin_path):
     assert asyncmsg.decode(t, value) == held
     wait_for(lambda: l1.rpc.call("asyncpay-messages")["mailbox"]["waiting"] == 0)
     assert l1.rpc.call("asyncpay-messages")["mailbox"]["delivered"] == 1
+
+
+def test_bad_asyncpay_options_disable_the_plugin(node_factory, plugin_path):
+    node = node_factory.get_node(options={"plugin": plugin_path, "lsp-asyncpay-server": None,
+                                          "lsp-asyncpay-mailbox-ttl": 0})
+    assert node.daemon.is_in_log(
+        r"disabled itself at init: lsp-asyncpay-mailbox-\* must be at least 1")
+    with pytest.raises(RpcError):
+        node.rpc.call("asyncpay-messages")
