@@ -2,7 +2,7 @@
 """clnlsp: a Core Lightning plugin for Lightning Service Providers and their clients.
 
 Wiring only: options, RPC commands, hooks and notifications are handed to the
-services in `lsps/` (and later `bolt12ext/`).
+services in `lsps/`, which use the pure BOLT12 library in `bolt12ext/`.
 """
 
 import os
@@ -13,12 +13,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
-from bolt12ext import mailbox  # noqa: E402
+from bolt12ext import (
+    hold,  # noqa: E402
+    mailbox,  # noqa: E402
+)
 from bolt12ext import messages as bolt12_messages  # noqa: E402
 from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
 from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
+from lsps.asynchold import HtlcHolder  # noqa: E402
 from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
+from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
+from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
@@ -151,6 +157,20 @@ plugin.add_option("lsp-asyncpay-mailbox-total", 1000,
                   "Mailbox: onion messages kept for all offline peers.", opt_type="int")
 plugin.add_option("lsp-asyncpay-mailbox-ttl", 86400,
                   "Mailbox: seconds an onion message waits for its peer.", opt_type="int")
+plugin.add_option(
+    "lsp-asyncpay-hold",
+    False,
+    "Hold HTLCs of async payments for our peers until the recipient releases them "
+    "(hold_htlc, and the LSPS0 extension clnlsp.asyncpay.hold when lsp-service is on).",
+    opt_type="flag",
+)
+plugin.add_option("lsp-asyncpay-hold-margin", 12,
+                  "Fail a held HTLC this many blocks before its CLTV expiry.", opt_type="int")
+plugin.add_option("lsp-asyncpay-hold-per-peer", 20,
+                  "Payments held at once for one peer.", opt_type="int")
+plugin.add_option("lsp-asyncpay-refresh-interval", 7200,
+                  "Async recipient: seconds between re-serving a static invoice.",
+                  opt_type="int")
 plugin.add_option("lsp-lsps1-htlc-expiry-margin", 6,
                   "LSPS1: fail a held order payment this many blocks before its CLTV expiry.",
                   opt_type="int")
@@ -239,7 +259,7 @@ def init(options, configuration, plugin, **kwargs):
         return blocking_call(lsp.call, peer, method, params)
     state["lsps2_client"] = Lsps2Client(node, store, ask, plugin.log)
     state["lsps1_client"] = Lsps1Client(node, store, ask, plugin.log)
-    why = _start_asyncpay(plugin, node, store)
+    why = _start_asyncpay(plugin, node, store, ask, lsp.dispatcher)
     if why:
         return {"disable": why}
     lsp.start()
@@ -252,8 +272,9 @@ def init(options, configuration, plugin, **kwargs):
     plugin.log(f"clnlsp ready (lsp-service={'on' if service else 'off'})")
 
 
-def _start_asyncpay(plugin, node, store):
-    """The onion-message layer, and the static invoice server when asked for; or why not."""
+def _start_asyncpay(plugin, node, store, ask, dispatcher):
+    """The onion-message layer, recipient and payer, and the static invoice server and
+    HTLC holder when asked for; or why not."""
     limits = asyncpay_server.Limits(
         max_slots_per_recipient=plugin.get_option("lsp-asyncpay-max-slots"),
         max_recipients=plugin.get_option("lsp-asyncpay-max-recipients"))
@@ -274,7 +295,27 @@ def _start_asyncpay(plugin, node, store):
                                      asyncpay_server.ServerCore(messenger.book, limits),
                                      plugin.log)
         server.start()
+        if dispatcher is not None:
+            server.serve_lsps0(dispatcher)
         state["asyncpay_server"] = server
+    refresh = plugin.get_option("lsp-asyncpay-refresh-interval")
+    if refresh < 60:
+        return "lsp-asyncpay-refresh-interval must be at least 60"
+    state["async_recipient"] = AsyncRecipient(node, store, messenger, ask, plugin.log,
+                                              refresh_interval_s=refresh)
+    state["async_recipient"].start()
+    state["async_payer"] = AsyncPayer(node, store, messenger, ask, plugin.log)
+    state["async_payer"].start()
+    if plugin.get_option("lsp-asyncpay-hold"):
+        limits = hold.Limits(per_peer=plugin.get_option("lsp-asyncpay-hold-per-peer"),
+                             expiry_margin_blocks=plugin.get_option("lsp-asyncpay-hold-margin"))
+        if limits.per_peer < 1 or limits.expiry_margin_blocks < 1:
+            return "lsp-asyncpay-hold-per-peer and -margin must be at least 1"
+        if dispatcher is None:
+            plugin.log("lsp-asyncpay-hold without lsp-service: only hold_htlc (75537) holds, "
+                       "the LSPS0 hold extension is off", "warn")
+        state["holder"] = HtlcHolder(node, store, messenger, limits, plugin.log)
+        state["holder"].start(dispatcher)
     return None
 
 
@@ -392,6 +433,14 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
     """JIT payment parts are held and answered later: a background hook."""
     respond = _answer_once(request)
     try:
+        holder = state.get("holder")
+        if holder is not None and holder.on_htlc(kwargs.get("peer_id"), htlc, respond):
+            return
+        receiving = state.get("async_recipient")
+        mine = receiving.context_of(onion) if receiving is not None else None
+        if mine is not None:
+            respond(receiving.on_htlc(*mine, htlc))
+            return
         service = state.get("lsps2_service")
         if service is not None and service.owns(onion.get("short_channel_id")):
             service.on_htlc(onion, htlc, respond)
@@ -409,7 +458,8 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
             respond(htlc_continue())
 
 
-plugin.add_hook("htlc_accepted", on_htlc_accepted, background=True)
+# Before keysend: a static-invoice payment carries keysend's preimage type too.
+plugin.add_hook("htlc_accepted", on_htlc_accepted, background=True, before=["keysend"])
 
 
 @plugin.hook("openchannel")
@@ -426,7 +476,7 @@ def on_openchannel(openchannel, plugin, **kwargs):
 
 @plugin.subscribe("block_added")
 def on_block_added(plugin, block_added=None, **kwargs):
-    for name in ("lsps1_service", "lsps2_service"):
+    for name in ("lsps1_service", "lsps2_service", "holder"):
         if name in state and block_added:
             state[name].on_block(block_added["height"])
 
@@ -500,7 +550,7 @@ def lsps1_listorders(plugin, lsp_id=None, **kwargs):
     return {"orders": state["lsps1_client"].list_orders(lsp_id)}
 
 
-SERVICE_OFF, ASYNCPAY_SERVER_OFF = 1200, 1600
+SERVICE_OFF, ASYNCPAY_SERVER_OFF, ASYNCPAY_FAILED, ASYNCPAY_HOLD_OFF = 1200, 1600, 1601, 1602
 
 
 def _running(name, why_not, code):
@@ -597,6 +647,74 @@ def asyncpay_forget(plugin, recipient_id, slot=None, **kwargs):
 def asyncpay_messages(plugin, **kwargs):
     """The onion-message layer: virtual node id, live paths, messages received and dropped."""
     return state["messenger"].stats()
+
+
+def _asyncpay(request, work):
+    """Run an async-payment command on a worker; its errors become RPC error 1601."""
+    def run():
+        try:
+            return work()
+        except (RecipientError, PayError) as e:
+            raise RpcException(str(e), ASYNCPAY_FAILED) from None
+    run_in_worker(state["client_workers"], request, run)
+
+
+@plugin.async_method("asyncpay-offer")
+def asyncpay_offer(request, server_id, description="async payment", amount_msat=None,
+                   plugin=None, **kwargs):
+    """Create an async offer whose static invoice server {server_id} answers payers
+    while this node is offline; returns the lno… offer."""
+    server_id = require_node_id(server_id, "server_id")
+    amount = optional_amount(amount_msat, "amount_msat")
+    if amount is not None and amount < 1:
+        raise RpcException("amount_msat must be positive", -32602)
+    _asyncpay(request, lambda: state["async_recipient"].create_offer(
+        server_id, str(description), amount))
+
+
+@plugin.method("asyncpay-listoffers")
+def asyncpay_listoffers(plugin, **kwargs):
+    """Our async offers: server, slot, static invoice state, payments received on them."""
+    return state["async_recipient"].list_offers()
+
+
+@plugin.method("asyncpay-forgetoffer")
+def asyncpay_forgetoffer(plugin, offer_id, **kwargs):
+    """Stop refreshing async offer {offer_id} (its slot at the server becomes free)."""
+    try:
+        return state["async_recipient"].forget(str(offer_id))
+    except RecipientError as e:
+        raise RpcException(str(e), -32602) from None
+
+
+@plugin.async_method("asyncpay-pay")
+def asyncpay_pay(request, offer, amount_msat=None, payer_note=None, plugin=None, **kwargs):
+    """Pay BOLT12 {offer}: a normal invoice at once, a static invoice asynchronously
+    (held at our LSP until the recipient releases it)."""
+    amount = optional_amount(amount_msat, "amount_msat")
+    if not isinstance(offer, str) or not offer.lower().startswith("lno1"):
+        raise RpcException("offer: expected a BOLT12 offer (lno1…)", -32602)
+    note = None if payer_note is None else str(payer_note)
+    _asyncpay(request, lambda: state["async_payer"].pay(offer, amount, note))
+
+
+@plugin.method("asyncpay-status")
+def asyncpay_status(plugin, payment_hash=None, **kwargs):
+    """The state of async payment {payment_hash} (all of ours when omitted)."""
+    payer = state["async_payer"]
+    if payment_hash is None:
+        return payer.list()
+    try:
+        return payer.status(str(payment_hash).lower())
+    except PayError as e:
+        raise RpcException(str(e), -32602) from None
+
+
+@plugin.method("asyncpay-held")
+def asyncpay_held(plugin, **kwargs):
+    """HTLCs this node holds for async payments: hash, peer, amount, expiry, since, state."""
+    return _running("holder", "HTLC holding is off (start lightningd with "
+                    "--lsp-asyncpay-hold)", ASYNCPAY_HOLD_OFF).list()
 
 
 @plugin.method("bolt12ext-decode")

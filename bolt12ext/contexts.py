@@ -47,10 +47,14 @@ class PathBook:
         self._random = random
 
     def make(self, purpose: str, now: int, ttl_s: int, peer: Optional[str] = None,
-             **data) -> Tuple[BlindedPath, str, PathContext]:
-        """(path real node → virtual node, path_id hex, its context to persist)."""
+             via: Optional[bytes] = None, **data) -> Tuple[BlindedPath, str, PathContext]:
+        """(path [via →] real node → virtual node, path_id hex, its context to persist).
+
+        `via`: a peer introducing the path (our LSP), so that messages reach it while
+        we are offline and wait in its mailbox."""
         path_id = self._random(32)
-        path = blinding.message_path(self._random(32), [self.node_id, self.virtual_id], path_id)
+        nodes = ([via] if via else []) + [self.node_id, self.virtual_id]
+        path = blinding.message_path(self._random(32), nodes, path_id)
         return path, path_id.hex(), PathContext(purpose, now + ttl_s, peer, data)
 
     @staticmethod

@@ -22,7 +22,7 @@ from .onionmsg import Received
 from .tlv import DecodeError, records
 
 OFFER_PATHS_TTL_S = 365 * 24 * 3600
-SERVE_PATH_TTL_S = 2 * 3600
+SERVE_PATH_TTL_S = OFFER_PATHS_TTL_S   # the recipient refreshes its invoice on it
 REQUEST = "server_request"
 SERVE = "server_serve"
 OFFER = "server_offer"

@@ -10,6 +10,7 @@ the datastore (areas "ompath" and "asyncinv"), written before anything is sent.
 from __future__ import annotations
 
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -27,9 +28,11 @@ from bolt12ext.server import ServerCore
 from bolt12ext.tlv import DecodeError
 
 from .cln import ClnNode
+from .service import MethodSpec
 from .store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
+REPLY = "reply"   # short-lived paths someone waits on; kept in memory only
 PATHS, INVOICES, MAILBOX = "ompath", "asyncinv", "mailbox"
 
 
@@ -49,6 +52,8 @@ class OnionMessenger:
         self._handlers: Dict[str, Callable[[PathContext, onionmsg.Received], None]] = {}
         self._lock = threading.Lock()
         self._contexts: Dict[str, PathContext] = {}
+        self._waiting: Dict[str, queue.Queue] = {}
+        self._handlers[REPLY] = self._on_reply
         self.mailbox: Optional["PeerMailbox"] = None
         # One worker keeps messages in arrival order and lightningd's notifications flowing.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnlsp-om")
@@ -79,10 +84,31 @@ class OnionMessenger:
         with self._lock:
             self._contexts[path_id] = ctx
 
-    def new_path(self, purpose: str, ttl_s: int, peer: Optional[str] = None, **data):
-        path, path_id, ctx = self.book.make(purpose, now_s(), ttl_s, peer=peer, **data)
+    def new_path(self, purpose: str, ttl_s: int, peer: Optional[str] = None,
+                 via: Optional[bytes] = None, **data):
+        path, path_id, ctx = self.book.make(purpose, now_s(), ttl_s, peer=peer, via=via, **data)
         self.remember(path_id, ctx)
         return path, path_id, ctx
+
+    def reply_path(self, ttl_s: int):
+        """(path, path_id, queue): what arrives on the path is put on the queue."""
+        path, path_id, ctx = self.book.make(REPLY, now_s(), ttl_s)
+        waiting: queue.Queue = queue.Queue()
+        with self._lock:
+            self._contexts[path_id] = ctx
+            self._waiting[path_id] = waiting
+        return path, path_id, waiting
+
+    def forget_reply(self, path_id: str) -> None:
+        with self._lock:
+            self._contexts.pop(path_id, None)
+            self._waiting.pop(path_id, None)
+
+    def _on_reply(self, ctx: PathContext, got: onionmsg.Received) -> None:
+        with self._lock:
+            waiting = self._waiting.get(got.path_id.hex())
+        if waiting is not None:
+            waiting.put(got)
 
     def stats(self) -> dict:
         with self._lock:
@@ -142,14 +168,10 @@ class OnionMessenger:
             return False
         full = path
         if path.first_node_id != self.node_id:
-            intro = path.first_node_id.hex()
-            if intro not in self.node.connected_peers():
-                try:
-                    self.node.connect(intro)
-                except RpcError as e:
-                    self.log(f"cannot reach introduction node {intro}: {e}", "info")
-                    return False
-            full = onionmsg.prepend(os.urandom(32), [self.node_id], path)
+            hops = self._hops_to(path.first_node_id.hex())
+            if hops is None:
+                return False
+            full = onionmsg.prepend(os.urandom(32), [self.node_id] + hops, path)
         try:
             msg = onionmsg.build(os.urandom(32), full, contents, reply_path)
             self.node.inject_onion_message(msg.path_key, msg.packet)
@@ -157,6 +179,25 @@ class OnionMessenger:
             self.log(f"onion message not sent: {e}", "info")
             return False
         return True
+
+
+    def _hops_to(self, intro: str) -> Optional[list]:
+        """Nodes between us and the introduction node: none when it is a peer, else a
+        route through the channel graph (so a node behind its LSP needs no new
+        connection); a direct connection when there is no route."""
+        if intro in self.node.connected_peers():
+            return []
+        try:
+            route = self.node.route_to(intro, 1, 9, payment=False)
+            return [bytes.fromhex(hop["node_id"]) for hop in route[:-1]]
+        except RpcError as e:
+            self.log(f"no route to introduction node {intro}: {e}", "debug")
+        try:
+            self.node.connect(intro)
+            return []
+        except RpcError as e:
+            self.log(f"cannot reach introduction node {intro}: {e}", "info")
+            return None
 
 
 class PeerMailbox:
@@ -216,6 +257,26 @@ class PeerMailbox:
                 self.log(f"mailbox message for {peer_id} not delivered: {e}", "info")
             self.store.delete(MAILBOX, key)  # delivered at most once more
 
+    def reply_path(self, ttl_s: int):
+        """(path, path_id, queue): what arrives on the path is put on the queue."""
+        path, path_id, ctx = self.book.make(REPLY, now_s(), ttl_s)
+        waiting: queue.Queue = queue.Queue()
+        with self._lock:
+            self._contexts[path_id] = ctx
+            self._waiting[path_id] = waiting
+        return path, path_id, waiting
+
+    def forget_reply(self, path_id: str) -> None:
+        with self._lock:
+            self._contexts.pop(path_id, None)
+            self._waiting.pop(path_id, None)
+
+    def _on_reply(self, ctx: PathContext, got: onionmsg.Received) -> None:
+        with self._lock:
+            waiting = self._waiting.get(got.path_id.hex())
+        if waiting is not None:
+            waiting.put(got)
+
     def stats(self) -> dict:
         return {"waiting": self.box.count(), **dict(self.kept)}
 
@@ -250,6 +311,13 @@ class StaticInvoiceServer:
                 self._invoices[key] = record
         for send in out.sends:
             self.messenger.send(send.path, send.contents, send.reply_path)
+
+    def serve_lsps0(self, dispatcher) -> None:
+        """Our recipients fetch their server paths with `clnlsp.asyncpay.get_server_paths`
+        (an LSPS0 extension: no protocol number, so not in list_protocols)."""
+        dispatcher.register(MethodSpec(
+            "clnlsp.asyncpay.get_server_paths", 0,
+            lambda call: self.server_paths(call.peer_id)))
 
     # --- operator commands -------------------------------------------------------------------
     def server_paths(self, recipient_id: Optional[str]) -> dict:

@@ -12,6 +12,8 @@ from typing import Any, Callable, List, Optional
 
 from pyln.client import LightningRpc, RpcError
 
+from bolt12ext.tlv import bigsize
+
 from . import jsonrpc
 from .client import Client
 from .runtime import FairSender, TimerService
@@ -98,6 +100,43 @@ class ClnNode:
         """Connect to a node by id (addresses from gossip); RpcError when impossible."""
         self.rpc().call("connect", {"id": peer_id})
 
+    def route_to(self, node_id: str, amount_msat: int, final_cltv: int,
+                 payment: bool = True) -> List[dict]:
+        """A single path from us to node_id (askrene `getroutes`), one entry per channel:
+        {node_id: the node it reaches, channel, amount_msat and cltv (relative) of the
+        HTLC on it}. For onion messages (payment=False) capacity does not matter, so
+        our channels' spendable amounts are not taken into account."""
+        layers = ["auto.localchans", "auto.sourcefree"] if payment else ["auto.sourcefree"]
+        routes = self.rpc().call("getroutes", {
+            "source": self.node_id(), "destination": node_id, "amount_msat": amount_msat,
+            "layers": layers, "maxfee_msat": amount_msat // 20 + 5000,
+            "final_cltv": final_cltv, "maxparts": 1})["routes"]
+        return [{"node_id": hop["node_id_out"],
+                 "channel": hop["short_channel_id_dir"].split("/")[0],
+                 "amount_msat": msat(hop["amount_out_msat"]), "cltv": hop["cltv_out"]}
+                for hop in routes[0]["path"]]
+
+    def send_onion(self, hops: List[tuple], payment_hash: bytes, first_hop: dict,
+                   amount_msat: int, destination: str, description: str) -> None:
+        """Build the payment onion for hops [(key, payload)] and send it via first_hop."""
+        made = self.rpc().call("createonion", {
+            "hops": [{"pubkey": k.hex(), "payload": (bigsize(len(p)) + p).hex()}
+                     for k, p in hops],
+            "assocdata": payment_hash.hex()})
+        self.rpc().call("sendonion", {
+            "onion": made["onion"], "first_hop": first_hop, "payment_hash": payment_hash.hex(),
+            "shared_secrets": made["shared_secrets"], "amount_msat": amount_msat,
+            "destination": destination, "description": description})
+
+    def sendpay_status(self, payment_hash: str) -> Optional[dict]:
+        """The latest attempt of payment_hash: {status, payment_preimage?, ...}."""
+        pays = self.rpc().call("listsendpays", {"payment_hash": payment_hash})["payments"]
+        return pays[-1] if pays else None
+
+    def wait_sendpay(self, payment_hash: str, timeout: int) -> dict:
+        return self.rpc().call("waitsendpay", {"payment_hash": payment_hash,
+                                               "timeout": timeout})
+
     # --- facts about the node -------------------------------------------
     def node_id(self) -> str:
         return self.rpc().call("getinfo")["id"]
@@ -135,7 +174,11 @@ class ClnNode:
                 "funding_outpoint": (f"{c['funding_txid']}:{c['funding_outnum']}"
                                      if c.get("funding_txid") else None),
                 "short_channel_id": c.get("short_channel_id") or alias.get("local"),
+                # what the peer knows this channel by, to forward to us over it
+                "inbound_scid": c.get("short_channel_id") or alias.get("remote"),
                 "capacity_sat": msat(c.get("total_msat", 0)) // 1000,
+                "remote_policy": {k: msat(v) for k, v in
+                                  ((c.get("updates") or {}).get("remote") or {}).items()},
             })
         return out
 

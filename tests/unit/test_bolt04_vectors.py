@@ -274,3 +274,29 @@ def test_payment_path_unblinds_to_vector_data():
         assert got.data == blinding.encode_data(vector_tlvs(full["tlvs"]
                                                             ["encrypted_recipient_data"]))
         path_key = got.next_path_key
+
+
+def test_payer_builds_the_official_payment_onion():
+    """bolt12ext.payer gives every hop payload of the vector from the blinded route and
+    payinfo alone, and so the packet itself."""
+    from bolt12ext import payer
+    from bolt12ext.blinding import BlindedHop, BlindedPath, PayInfo
+    v = load("bolt04/blinded-payment-onion-test.json")
+    gen = v["generate"]
+    route = gen["blinded_route"]
+    path = BlindedPath(H(route["first_node_id"]), H(route["first_path_key"]),
+                       [BlindedHop(H(h["blinded_node_id"]), H(h["encrypted_data"]))
+                        for h in route["hops"]])
+    info = gen["blinded_payinfo"]
+    payinfo = PayInfo(info["fee_base_msat"], info["fee_proportional_millionths"],
+                      info["cltv_expiry_delta"], 0, 0)
+    amount, cltv = payer.at_introduction(gen["final_amount_msat"], gen["final_cltv"], payinfo)
+    alice = gen["full_route"]["hops"][0]
+    forwards = [payer.Forward(H(alice["pubkey"]), 10, amount, cltv)]
+    total = {t: v for t, v, _ in records(strip_length(gen["full_route"]["hops"][-1]["payload"]))}
+    hops = payer.onion_hops(forwards, path, gen["final_amount_msat"], gen["final_cltv"],
+                            total_msat=int.from_bytes(total[18], "big"))
+    want = [(H(h["pubkey"]), strip_length(h["payload"])) for h in gen["full_route"]["hops"]]
+    assert hops == want
+    packet = sphinx.build(H(gen["session_key"]), hops, H(gen["associated_data"]), size=1300)
+    assert packet.hex() == gen["onion"]

@@ -1,0 +1,347 @@
+"""Async recipient at run time (client role of async payments).
+
+`create_offer` gets paths from the static invoice server over the LSPS0 extension
+`clnlsp.asyncpay.get_server_paths`, runs the offer-paths dance, builds the offer
+(issuer key from `makesecret`) and the static invoice (payment paths through our
+channel peers, the server first; held_htlc_available paths introduced by the
+server so they wait in its mailbox while we are away) and has it persisted. A
+background loop re-serves invoices before they age. Payments on our paths are
+recognised by their final hop's encrypted data (we made those bytes) and claimed
+from `htlc_accepted`; forwarded invoice_requests get normal invoices.
+
+Datastore areas: "asyncoffer" (offers), "asyncpaypath" (payment path contexts),
+"asyncissued" (preimages of invoices we issued), "asyncrecv" (payments seen).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import threading
+from typing import Callable, Dict, List, Optional
+
+from bolt12ext import asyncmsg, onionmsg, recipient
+from bolt12ext.blinding import BlindedPath, PaymentHop, PaymentRelay, payment_path
+from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
+from bolt12ext.sphinx import pubkey
+from bolt12ext.tlv import DecodeError, read_bigsize
+
+from .asyncpay import OnionMessenger, now_s
+from .client import ClientError
+from .cln import ClnNode, htlc_fail
+from .store import Store
+
+ISSUER_LABEL = "clnlsp/async-issuer/v1"
+GET_SERVER_PATHS = "clnlsp.asyncpay.get_server_paths"
+OFFERS, PAYPATHS, ISSUED, RECEIVED = "asyncoffer", "asyncpaypath", "asyncissued", "asyncrecv"
+HELD, INVREQ = "recipient_held", "recipient_invreq"
+MAX_SLOTS = 10
+MAX_PAYMENT_PATHS = 3
+CLTV_ROOM_BLOCKS = 2 * 2016   # payments may arrive (and be held) during the invoice's life
+
+
+class RecipientError(Exception):
+    pass
+
+
+def incorrect_details(amount_msat: int, height: int) -> dict:
+    """BOLT4 incorrect_or_unknown_payment_details, what a final node answers."""
+    return htlc_fail("400f" + amount_msat.to_bytes(8, "big").hex()
+                     + height.to_bytes(4, "big").hex())
+
+
+class AsyncRecipient:
+    def __init__(self, node: ClnNode, store: Store, messenger: OnionMessenger,
+                 ask: Callable[[str, str, dict], dict], log: Callable[[str, str], None],
+                 refresh_interval_s: int = 7200, reply_timeout_s: int = 30):
+        self.node = node
+        self.store = store
+        self.messenger = messenger
+        self.ask = ask
+        self.log = log
+        self.refresh_interval_s = refresh_interval_s
+        self.reply_timeout_s = reply_timeout_s
+        self.issuer_secret = node.makesecret(ISSUER_LABEL)
+        self.issuer_id = pubkey(self.issuer_secret)
+        self._lock = threading.RLock()
+        self.offers: Dict[str, dict] = {}
+        self.paypaths: Dict[str, dict] = {}
+        self.issued: Dict[str, dict] = {}
+        self.received: Dict[str, dict] = {}
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self.offers = self.store.list(OFFERS)
+        self.paypaths = self.store.list(PAYPATHS)
+        self.issued = self.store.list(ISSUED)
+        self.received = self.store.list(RECEIVED)
+        self.messenger.register([HELD], self.on_held_htlc_available)
+        self.messenger.register([INVREQ], self.on_invoice_request)
+        threading.Thread(target=self._refresh_loop, name="clnlsp-async-refresh",
+                         daemon=True).start()
+
+    # --- offers ------------------------------------------------------------------------------
+    def create_offer(self, server_id: str, description: str,
+                     amount_msat: Optional[int]) -> dict:
+        try:
+            answer = self.ask(server_id, GET_SERVER_PATHS, {})
+            server_paths = [BlindedPath.parse(bytes.fromhex(p))[0] for p in answer["paths"]]
+        except ClientError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise RecipientError(f"{server_id} sent unusable server paths: {e}") from e
+        with self._lock:
+            used = {o["slot"] for o in self.offers.values() if o["server_id"] == server_id}
+            slot = next((s for s in range(MAX_SLOTS) if s not in used), None)
+        if slot is None:
+            raise RecipientError(f"all {MAX_SLOTS} slots at {server_id} hold offers; "
+                                 "forget one with asyncpay-forgetoffer")
+        got = self._ask_server(server_paths[0], asyncmsg.OfferPathsRequest(slot),
+                               onionmsg.OFFER_PATHS)
+        if got is None:
+            raise RecipientError(f"{server_id} did not answer offer_paths_request")
+        offer_paths = asyncmsg.OfferPaths.decode(got.contents[onionmsg.OFFER_PATHS])
+        if got.reply_path is None:
+            raise RecipientError(f"{server_id}'s offer_paths has no path to serve the invoice")
+        offer = recipient.make_offer(self.issuer_id, offer_paths.paths, description,
+                                     amount_msat, offer_paths.paths_absolute_expiry)
+        record = {"offer_id": os.urandom(16).hex(), "server_id": server_id, "slot": slot,
+                  "offer": offer.hex(), "description": description,
+                  "amount_msat": amount_msat, "serve_path": got.reply_path.serialize().hex(),
+                  "created_at": now_s(), "state": "not_persisted", "invoice_expires_at": None,
+                  "persisted_at": None, "releases_sent": 0, "invoices_issued": 0}
+        self._save(record)
+        self.serve(record["offer_id"])
+        return self.view(self.offers[record["offer_id"]])
+
+    def serve(self, offer_id: str) -> bool:
+        """Build a fresh static invoice for the offer and have the server persist it."""
+        with self._lock:
+            record = dict(self.offers[offer_id])
+        offer = bytes.fromhex(record["offer"])
+        server = bytes.fromhex(record["server_id"])
+        now = now_s()
+        ttl = STATIC_INVOICE_DEFAULT_EXPIRY + 86400
+        pay_paths = self._payment_paths(record, "static", ttl)
+        if not pay_paths:
+            self.log(f"async offer {offer_id}: no channel with a known inbound policy, "
+                     "static invoice not built", "info")
+            return False
+        held = [self.messenger.new_path(HELD, ttl, via=server, offer_id=offer_id)[0],
+                self.messenger.new_path(HELD, ttl, offer_id=offer_id)[0]]
+        forward = self.messenger.new_path(INVREQ, ttl, via=server, offer_id=offer_id)[0]
+        invoice = recipient.make_static_invoice(offer, self.issuer_secret, pay_paths, held, now)
+        serve = BlindedPath.parse(bytes.fromhex(record["serve_path"]))[0]
+        got = self._ask_server(serve, asyncmsg.ServeStaticInvoice(invoice, forward),
+                               onionmsg.STATIC_INVOICE_PERSISTED)
+        with self._lock:
+            record = self.offers.get(offer_id)
+            if record is None:
+                return False
+            if got is None:  # an earlier invoice, if any, stays in place
+                self.log(f"async offer {offer_id}: server did not persist the invoice", "info")
+            else:
+                record.update(state="ready", persisted_at=now, static_invoice=invoice.hex(),
+                              invoice_expires_at=now + STATIC_INVOICE_DEFAULT_EXPIRY)
+            self._save(record)
+        return got is not None
+
+    def _ask_server(self, path: BlindedPath, message, answer_type: int
+                    ) -> Optional[onionmsg.Received]:
+        reply, reply_id, waiting = self.messenger.reply_path(self.reply_timeout_s + 60)
+        try:
+            if not self.messenger.send(path, {message.TYPE: message.encode()}, reply):
+                return None
+            deadline = now_s() + self.reply_timeout_s
+            while now_s() < deadline:
+                try:
+                    got = waiting.get(timeout=max(0.1, deadline - now_s()))
+                except queue.Empty:
+                    return None
+                if answer_type in got.contents:
+                    return got
+            return None
+        finally:
+            self.messenger.forget_reply(reply_id)
+
+    def _payment_paths(self, record: dict, kind: str, ttl_s: int,
+                       payment_hash: Optional[str] = None) -> list:
+        """Blinded payment paths through our channel peers (the server's first)."""
+        height = self.node.blockheight()
+        channels = [c for c in self.node.channels()
+                    if c["state"] == "CHANNELD_NORMAL" and c["remote_policy"]
+                    and c["inbound_scid"]]
+        channels.sort(key=lambda c: (c["peer_id"] != record["server_id"],
+                                     -c["receivable_msat"]))
+        out = []
+        for channel in channels[:MAX_PAYMENT_PATHS]:
+            policy = channel["remote_policy"]
+            hop = PaymentHop(bytes.fromhex(channel["peer_id"]), channel["inbound_scid"],
+                             PaymentRelay(policy["cltv_expiry_delta"],
+                                          policy["fee_proportional_millionths"],
+                                          policy["fee_base_msat"]),
+                             policy.get("htlc_minimum_msat", 0))
+            path, info = payment_path(
+                os.urandom(32), [hop], self.messenger.node_id,
+                os.urandom(32), height + CLTV_ROOM_BLOCKS,
+                max(channel["capacity_sat"] * 1000, 1),
+                recipient.MIN_FINAL_CLTV_EXPIRY_DELTA)
+            key = hashlib.sha256(path.hops[-1].encrypted_data).hexdigest()
+            ctx = {"offer_id": record["offer_id"], "kind": kind,
+                   "payment_hash": payment_hash, "expires_at": now_s() + ttl_s}
+            self.store.put(PAYPATHS, key, ctx)
+            with self._lock:
+                self.paypaths[key] = ctx
+            out.append((path, info))
+        return out
+
+    def _save(self, record: dict) -> None:
+        self.store.put(OFFERS, record["offer_id"], record)
+        with self._lock:
+            self.offers[record["offer_id"]] = record
+
+    def forget(self, offer_id: str) -> dict:
+        with self._lock:
+            if offer_id not in self.offers:
+                raise RecipientError(f"no async offer {offer_id}")
+            del self.offers[offer_id]
+        self.store.delete(OFFERS, offer_id)
+        return {"forgotten": offer_id}
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(min(60, self.refresh_interval_s)):
+            try:
+                self.refresh_due()
+            except Exception as e:  # keep refreshing whatever one offer did
+                self.log(f"async offer refresh failed: {e!r}", "warn")
+
+    def refresh_due(self) -> List[str]:
+        now = now_s()
+        with self._lock:
+            due = [o["offer_id"] for o in self.offers.values()
+                   if o["state"] != "ready"
+                   or now - (o["persisted_at"] or 0) >= self.refresh_interval_s]
+        return [offer_id for offer_id in due if self.serve(offer_id)]
+
+    def view(self, record: dict) -> dict:
+        with self._lock:
+            payments = [dict(p, payment_hash=h) for h, p in self.received.items()
+                        if p["offer_id"] == record["offer_id"]]
+        return {"offer_id": record["offer_id"],
+                "offer": offer_string(bytes.fromhex(record["offer"])),
+                "server_id": record["server_id"], "slot": record["slot"],
+                "description": record["description"], "amount_msat": record["amount_msat"],
+                "state": record["state"], "created_at": record["created_at"],
+                "invoice_persisted_at": record["persisted_at"],
+                "invoice_expires_at": record["invoice_expires_at"],
+                "releases_sent": record["releases_sent"],
+                "invoices_issued": record["invoices_issued"],
+                "payments": sorted(payments, key=lambda p: p["at"])}
+
+    def list_offers(self) -> dict:
+        with self._lock:
+            records = sorted(self.offers.values(), key=lambda o: o["created_at"])
+        return {"offers": [self.view(r) for r in records]}
+
+    # --- messages on our paths ---------------------------------------------------------------
+    def on_held_htlc_available(self, ctx, got: onionmsg.Received) -> None:
+        if onionmsg.HELD_HTLC_AVAILABLE not in got.contents or got.reply_path is None:
+            self.messenger.drop("held_htlc_available expected, with a reply path")
+            return
+        release = asyncmsg.ReleaseHeldHtlc()
+        if self.messenger.send(got.reply_path, {release.TYPE: release.encode()}):
+            self._count(ctx.data.get("offer_id"), "releases_sent")
+
+    def on_invoice_request(self, ctx, got: onionmsg.Received) -> None:
+        with self._lock:
+            record = self.offers.get(ctx.data.get("offer_id"))
+        invreq = got.contents.get(onionmsg.INVOICE_REQUEST)
+        if record is None or invreq is None or got.reply_path is None:
+            self.messenger.drop("forwarded invoice_request unusable")
+            return
+        preimage = os.urandom(32)
+        payment_hash = hashlib.sha256(preimage).digest()
+        pay_paths = self._payment_paths(record, "invoice", recipient.INVOICE_RELATIVE_EXPIRY_S
+                                        + 86400, payment_hash.hex())
+        try:
+            invoice = recipient.answer_invoice_request(
+                invreq, bytes.fromhex(record["offer"]), self.issuer_secret, pay_paths,
+                payment_hash, now_s())
+        except (DecodeError, ValueError) as e:
+            self.messenger.drop(f"forwarded invoice_request refused: {e}")
+            return
+        amount = recipient.expected_amount(recipient.check_invoice_request(
+            invreq, bytes.fromhex(record["offer"])))
+        issued = {"offer_id": record["offer_id"], "preimage": preimage.hex(),
+                  "amount_msat": amount,
+                  "expires_at": now_s() + recipient.INVOICE_RELATIVE_EXPIRY_S}
+        self.store.put(ISSUED, payment_hash.hex(), issued)
+        with self._lock:
+            self.issued[payment_hash.hex()] = issued
+        if self.messenger.send(got.reply_path, {onionmsg.INVOICE: invoice}):
+            self._count(record["offer_id"], "invoices_issued")
+
+    def _count(self, offer_id: Optional[str], field: str) -> None:
+        with self._lock:
+            record = self.offers.get(offer_id)
+            if record is not None:
+                record[field] += 1
+                self._save(record)
+
+    # --- payments ----------------------------------------------------------------------------
+    def context_of(self, onion: dict) -> Optional[tuple]:
+        """(decoded payload, path context) when the HTLC ends on one of our paths."""
+        if "short_channel_id" in onion or "next_node_id" in onion:
+            return None
+        try:
+            framed = bytes.fromhex(onion.get("payload", ""))
+            length, start = read_bigsize(framed, 0)   # lightningd gives it length-prefixed
+            if start + length != len(framed):
+                return None
+            payload = asyncmsg.decode_payment_payload(framed[start:])
+        except (DecodeError, ValueError):
+            return None
+        data = payload.get("encrypted_recipient_data")
+        if data is None:
+            return None
+        with self._lock:
+            ctx = self.paypaths.get(hashlib.sha256(data).hexdigest())
+        return (payload, ctx) if ctx is not None else None
+
+    def on_htlc(self, payload: dict, ctx: dict, htlc: dict) -> dict:
+        """The hook's answer for an HTLC on one of our payment paths."""
+        payment_hash = htlc["payment_hash"]
+        amount = int(str(htlc["amount_msat"]).removesuffix("msat"))
+        height = self.node.blockheight()
+        with self._lock:
+            record = self.offers.get(ctx["offer_id"])
+            issued = self.issued.get(payment_hash) if ctx["kind"] == "invoice" else None
+            done = self.received.get(payment_hash)
+        if done is not None and done["state"] == "claimed":   # a replay after restart
+            return {"result": "resolve", "payment_key": done["preimage"]}
+        if record is None:
+            claim = recipient.Claim(None, "offer forgotten")
+        elif ctx["expires_at"] <= now_s():
+            claim = recipient.Claim(None, "payment path expired")
+        elif ctx["kind"] == "invoice" and (issued is None
+                                           or issued["offer_id"] != ctx["offer_id"]):
+            claim = recipient.Claim(None, "no invoice of ours with this payment hash")
+        else:
+            claim = recipient.check_payment(
+                payload, bytes.fromhex(payment_hash), amount, htlc["cltv_expiry"], height,
+                bytes.fromhex(record["offer"]),
+                bytes.fromhex(issued["preimage"]) if issued else None,
+                issued["amount_msat"] if issued else 0)
+        entry = {"offer_id": ctx["offer_id"], "kind": ctx["kind"], "amount_msat": amount,
+                 "at": now_s(), "state": "claimed" if claim.preimage else "refused",
+                 "why": claim.why}
+        if claim.preimage:
+            entry["preimage"] = claim.preimage.hex()
+        self.store.put(RECEIVED, payment_hash, entry)
+        with self._lock:
+            self.received[payment_hash] = entry
+        if claim.preimage is None:
+            self.log(f"async payment {payment_hash} refused: {claim.why}", "info")
+            return incorrect_details(amount, height)
+        return {"result": "resolve", "payment_key": claim.preimage.hex()}
