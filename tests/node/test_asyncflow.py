@@ -9,6 +9,8 @@ import pytest
 from pyln.client import RpcError
 from pyln.testing.utils import wait_for
 
+from bolt12ext import build
+
 
 def topology(node_factory, plugin_path, hold_margin=12):
     opts = [
@@ -134,7 +136,19 @@ def test_async_commands_check_their_parameters(node_factory, plugin_path):
         s.rpc.call("asyncpay-offer", {"server_id": l1.info["id"]})
     assert "method not found" in err.value.error["message"], err.value.error
     # An offer without blinded paths is refused with a clear error.
-    plain = l2.rpc.offer("1000msat", "plain")["bolt12"]
+    plain = build.offer_string(build.offer(offer_issuer_id=bytes.fromhex(r.info["id"]),
+                                           offer_description="no paths",
+                                           offer_amount_msat=1000))
     with pytest.raises(RpcError) as err:
         s.rpc.call("asyncpay-pay", {"offer": plain})
-    assert err.value.error["code"] == 1601
+    assert err.value.error["code"] == 1601 and "blinded paths" in err.value.error["message"]
+
+
+def test_paying_a_cln_offer(node_factory, plugin_path):
+    """The payer speaks plain BOLT12 too: CLN's own offer, CLN's invoice, our onion."""
+    s, l1, l2, r = topology(node_factory, plugin_path)
+    offer = r.rpc.offer("20000msat", "cln offer")
+    paid = s.rpc.call("asyncpay-pay", {"offer": offer["bolt12"]})
+    assert paid["kind"] == "invoice" and paid["state"] == "complete", paid
+    (invoice,) = r.rpc.listinvoices(offer_id=offer["offer_id"])["invoices"]
+    assert invoice["status"] == "paid" and invoice["payment_hash"] == paid["payment_hash"]
