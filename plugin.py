@@ -614,6 +614,21 @@ def on_onionmessage_forward_fail(plugin, onionmessage_forward_fail=None, **kwarg
         state["messenger"].on_forward_fail(onionmessage_forward_fail or kwargs)
 
 
+def on_onion_message_recv_secret(onion_message, plugin, **kwargs):
+    """Known-type messages on paths ending at the real node: ours only when the path
+    secret is one of our path ids. Must never error (lightningd would die)."""
+    try:
+        messenger = state.get("messenger")
+        if messenger is not None and messenger.on_cln_message(onion_message or {}):
+            return {"result": "resolve"}
+    except Exception as e:
+        plugin.log(f"onion_message_recv_secret not handled: {e!r}", "warn")
+    return {"result": "continue"}
+
+
+plugin.add_hook("onion_message_recv_secret", on_onion_message_recv_secret, before=["offers"])
+
+
 def _asyncpay_server():
     return _running("asyncpay_server", "the static invoice server is off (start lightningd "
                     "with --lsp-asyncpay-server)", ASYNCPAY_SERVER_OFF)

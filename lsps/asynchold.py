@@ -15,6 +15,7 @@ from typing import Callable, Dict
 
 from bolt12ext import asyncmsg, onionmsg
 from bolt12ext.hold import Hold, HoldBook, HoldError, Limits
+from bolt12ext.tlv import DecodeError
 
 from . import jsonrpc
 from .asyncpay import OnionMessenger, now_s
@@ -33,7 +34,10 @@ def forward_released(extra_tlvs: str) -> dict:
     """`continue`, forwarding every update_add_htlc record but hold_htlc."""
     if not extra_tlvs:
         return htlc_continue()
-    rest = asyncmsg.without_hold_htlc(bytes.fromhex(extra_tlvs))
+    try:
+        rest = asyncmsg.without_hold_htlc(bytes.fromhex(extra_tlvs))
+    except (DecodeError, ValueError):   # lightningd parsed them, so this cannot happen
+        return htlc_continue()
     return dict(htlc_continue(), extra_tlvs=rest.hex())
 
 

@@ -23,7 +23,7 @@ from bolt12ext import encoding, onionmsg, server
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook, PathContext
 from bolt12ext.mailbox import Mailbox
-from bolt12ext.offer import offer_part
+from bolt12ext.offer import dict_path, offer_part
 from bolt12ext.server import ServerCore
 from bolt12ext.tlv import DecodeError
 
@@ -141,6 +141,31 @@ class OnionMessenger:
         if not isinstance(got, onionmsg.Received):
             self.drop("the virtual node does not forward")
             return
+        self._dispatch(got)
+
+    def on_cln_message(self, message: dict) -> bool:
+        """lightningd's onion_message_recv_secret hook: a message of a known type on a
+        path ending at the real node. Ours when its path secret names one of our
+        contexts (then handled like the rest); anything else belongs to others."""
+        path_id = message.get("pathsecret")
+        with self._lock:
+            mine = path_id in self._contexts
+        if not mine:
+            return False
+        contents = {t: bytes.fromhex(message[name]) for t, name in (
+            (onionmsg.INVOICE_REQUEST, "invoice_request"), (onionmsg.INVOICE, "invoice"),
+            (onionmsg.INVOICE_ERROR, "invoice_error")) if name in message}
+        for field in message.get("unknown_fields", []):
+            contents[int(field["number"])] = bytes.fromhex(field["value"])
+        reply = None
+        if "reply_blindedpath" in message:
+            d = message["reply_blindedpath"]
+            reply = dict_path(dict(d, path=d.get("hops", [])))
+        got = onionmsg.Received(bytes.fromhex(path_id), contents, reply, {})
+        self._worker.submit(self._dispatch, got)
+        return True
+
+    def _dispatch(self, got: onionmsg.Received) -> None:
         with self._lock:
             contexts = dict(self._contexts)
         ctx, why = PathBook.check(contexts, got.path_id, now_s(), self._handlers)

@@ -1,0 +1,243 @@
+"""Pure parts of the async roles: recipient checks (bolt12ext.recipient), HTLC holding
+(bolt12ext.hold) and what the payer accepts (lsps.asyncpayer.invreq_part)."""
+import hashlib
+import os
+
+import pytest
+
+from bolt12ext import asyncmsg, build, hold, messages, recipient
+from bolt12ext.blinding import PaymentHop, PaymentRelay, payment_path
+from bolt12ext.contexts import PathBook
+from bolt12ext.sphinx import pubkey
+from bolt12ext.tlv import DecodeError, record, records
+from lsps.asynchold import forward_released
+from lsps.asyncpayer import invreq_part
+
+ISSUER = bytes(range(1, 33))
+LSP = pubkey(bytes([7] * 32))
+ME = pubkey(bytes([9] * 32))
+
+
+def offer(amount=None):
+    book = PathBook(LSP, bytes([3] * 32))
+    path, _, _ = book.make("server_offer", 0, 3600)
+    return recipient.make_offer(pubkey(ISSUER), [path], "tips", amount, network="regtest")
+
+
+def pay_paths():
+    hop = PaymentHop(LSP, "1x2x3", PaymentRelay(40, 100, 1000), 1)
+    return [payment_path(os.urandom(32), [hop], ME, os.urandom(32), 10_000, 10**9,
+                         recipient.MIN_FINAL_CLTV_EXPIRY_DELTA)]
+
+
+def invreq_for(offer_data, amount=None, secret=None):
+    return build.invoice_request(offer_data, secret or os.urandom(32),
+                                 invreq_metadata=os.urandom(8),
+                                 invreq_chain=recipient.CHAIN_HASHES["regtest"],
+                                 invreq_amount_msat=amount)
+
+
+def static_payload(preimage, invreq, amount=5000, cltv=500, total=None):
+    return {"amt_to_forward": amount, "outgoing_cltv_value": cltv,
+            "total_amount_msat": amount if total is None else total,
+            "payment_preimage": preimage, "invoice_request": invreq}
+
+
+# ---- recipient -------------------------------------------------------------------------------
+
+def test_offer_names_the_chain_and_issuer():
+    from bolt12ext.offer import decode_offer
+    fields = decode_offer(build.offer_string(offer(5000)))
+    assert fields["offer_chains"] == [recipient.CHAIN_HASHES["regtest"]]
+    assert fields["offer_issuer_id"] == pubkey(ISSUER).hex()
+    assert fields["offer_amount_msat"] == 5000
+    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
+    mainnet = decode_offer(build.offer_string(recipient.make_offer(pubkey(ISSUER), [path], "x")))
+    assert "offer_chains" not in mainnet      # bitcoin is the default chain
+
+
+def test_static_invoice_is_signed_by_the_issuer_with_held_paths():
+    data = offer()
+    book = PathBook(ME, bytes([4] * 32))
+    held = [book.make("recipient_held", 0, 60, via=LSP)[0]]
+    inv = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, 1_700_000_000)
+    decoded = messages.decode_static_invoice(inv)
+    assert decoded["signature_valid"] and decoded["invoice_node_id"] == pubkey(ISSUER).hex()
+    assert held[0].first_node_id == LSP and len(held[0].hops) == 3   # LSP, us, virtual node
+    assert any(t == 236 for t, _, _ in records(inv))
+
+
+def test_forwarded_invoice_request_gets_an_invoice_for_its_amount():
+    data = offer(5000)
+    req = invreq_for(data)
+    payment_hash = hashlib.sha256(b"p" * 32).digest()
+    inv = recipient.answer_invoice_request(req, data, ISSUER, pay_paths(), payment_hash, 1000)
+    decoded = messages.decode_invoice(inv)
+    assert decoded["signature_valid"] and decoded["invoice_amount_msat"] == 5000
+    assert decoded["invoice_payment_hash"] == payment_hash.hex()
+    assert invreq_part(inv) == invreq_part(req)       # what the payer checks
+    other = offer(5000)
+    with pytest.raises(DecodeError, match="another offer"):
+        recipient.answer_invoice_request(invreq_for(other), data, ISSUER, pay_paths(),
+                                         payment_hash, 1000)
+
+
+def test_amountless_offer_needs_the_invreq_amount():
+    data = offer()
+    req = invreq_for(data, amount=777)
+    assert recipient.expected_amount(recipient.check_invoice_request(req, data)) == 777
+
+
+def test_static_payment_claimed_only_when_everything_matches():
+    data = offer(5000)
+    req = invreq_for(data)
+    preimage = os.urandom(32)
+    h = hashlib.sha256(preimage).digest()
+    ok = recipient.check_payment(static_payload(preimage, req), h, 5000, 500, 400, data)
+    assert ok.preimage == preimage
+
+    cases = {
+        "preimage does not match": (static_payload(os.urandom(32), req), h, 5000, 500),
+        "less than the payload": (static_payload(preimage, req), h, 4999, 500),
+        "multi-part": (static_payload(preimage, req, total=10_000), h, 5000, 500),
+        "before the payload's CLTV": (static_payload(preimage, req), h, 5000, 499),
+        "expires too soon": (static_payload(preimage, req, cltv=410), h, 5000, 410),
+        "without invoice_request": (static_payload(preimage, None), h, 5000, 500),
+        "another offer": (static_payload(preimage, invreq_for(offer(5000))), h, 5000, 500),
+        "below what the invoice_request": (static_payload(preimage, req, amount=4000), h,
+                                           4000, 500),
+        "no preimage": ({"amt_to_forward": 5000, "outgoing_cltv_value": 500}, h, 5000, 500),
+    }
+    for why, (payload, payment_hash, msat, cltv) in cases.items():
+        claim = recipient.check_payment(payload, payment_hash, msat, cltv, 400, data)
+        assert claim.preimage is None and why in claim.why, (why, claim)
+
+
+def test_tampered_invoice_request_in_the_onion_is_refused():
+    data = offer(5000)
+    req = bytearray(invreq_for(data))
+    req[-1] ^= 1                                   # signature no longer verifies
+    preimage = os.urandom(32)
+    claim = recipient.check_payment(static_payload(preimage, bytes(req)),
+                                    hashlib.sha256(preimage).digest(), 5000, 500, 400, data)
+    assert claim.preimage is None and "signature" in claim.why
+
+
+def test_normal_invoice_payment_uses_the_kept_preimage():
+    data = offer(5000)
+    preimage = os.urandom(32)
+    h = hashlib.sha256(preimage).digest()
+    payload = {"amt_to_forward": 5000, "outgoing_cltv_value": 500, "total_amount_msat": 5000}
+    assert recipient.check_payment(payload, h, 5000, 500, 400, data, preimage,
+                                   5000).preimage == preimage
+    short = recipient.check_payment(payload, h, 5000, 500, 400, data, preimage, 6000)
+    assert short.preimage is None and "invoice's" in short.why
+
+
+# ---- holding ---------------------------------------------------------------------------------
+
+def test_hold_then_release_forwards():
+    book = hold.HoldBook(hold.Limits(expiry_margin_blocks=10))
+    h = book.register("peer", "aa" * 32, now=100)
+    assert book.register("peer", "aa" * 32, now=101) is h          # asking again: same hold
+    action, got = book.on_htlc("peer", "aa" * 32, "1x1x1/0", 5000, 300, False, 102, 200)
+    assert action == "hold" and got.state == hold.HELD and "1x1x1/0" in got.htlcs
+    # Replayed after a restart: still held, the same entry.
+    assert book.on_htlc("peer", "aa" * 32, "1x1x1/0", 5000, 300, False, 103, 200)[0] == "hold"
+    released = book.release("peer", "aa" * 32, now=110)
+    assert released is h and h.state == hold.RELEASED
+    assert book.release("peer", "aa" * 32, now=111) is None         # only once
+
+
+def test_release_before_the_htlc_forwards_it_on_arrival():
+    book = hold.HoldBook()
+    book.register("peer", "bb" * 32, now=1)
+    book.release("peer", "bb" * 32, now=2)
+    assert book.on_htlc("peer", "bb" * 32, "k", 1, 500, False, 3, 100)[0] == "forward"
+
+
+def test_other_peers_and_unflagged_htlcs_are_not_held():
+    book = hold.HoldBook()
+    book.register("peer", "cc" * 32, now=1)
+    assert book.on_htlc("other", "cc" * 32, "k", 1, 500, False, 2, 100) == (None, None)
+    assert book.on_htlc("peer", "dd" * 32, "k", 1, 500, False, 2, 100) == (None, None)
+    # LDK's hold_htlc record alone makes a hold.
+    action, h = book.on_htlc("other", "dd" * 32, "k", 1, 500, True, 2, 100)
+    assert action == "hold" and h.peer == "other"
+
+
+def test_held_htlcs_fail_before_expiry():
+    book = hold.HoldBook(hold.Limits(expiry_margin_blocks=12))
+    book.register("peer", "ee" * 32, now=1)
+    assert book.on_htlc("peer", "ee" * 32, "k", 1, 112, False, 2, 100)[0] == "fail"
+    assert book.on_htlc("peer", "ee" * 32, "k2", 1, 150, False, 2, 100)[0] == "hold"
+    assert book.due(137) == []
+    ((h, key),) = book.due(138)
+    book.fail(h, key, "CLTV expiry close")
+    assert h.state == hold.FAILED and not h.htlcs
+
+
+def test_hold_limits_and_forgetting():
+    book = hold.HoldBook(hold.Limits(per_peer=2, total=3, ttl_s=50))
+    book.register("a", "01" * 32, 0)
+    book.register("a", "02" * 32, 0)
+    with pytest.raises(hold.HoldError, match="this peer"):
+        book.register("a", "03" * 32, 0)
+    book.register("b", "01" * 32, 0)
+    with pytest.raises(hold.HoldError, match="too many holds"):
+        book.register("c", "01" * 32, 0)
+    assert len(book.stale(49)) == 0 and len(book.stale(50)) == 3
+    h = book.holds[hold.hold_key("a", "01" * 32)]
+    assert hold.Hold.from_record(h.to_record()) == h
+
+
+def test_released_htlc_is_forwarded_without_hold_htlc():
+    extra = record(65537, b"\x01") + asyncmsg.hold_htlc_tlvs()
+    out = forward_released(extra.hex())
+    assert out["result"] == "continue"
+    assert bytes.fromhex(out["extra_tlvs"]) == record(65537, b"\x01")
+    assert forward_released("") == {"result": "continue"}
+    assert bytes.fromhex(forward_released(asyncmsg.hold_htlc_tlvs().hex())["extra_tlvs"]) == b""
+
+
+# ---- messages lightningd hands over through onion_message_recv_secret -----------------------
+
+class _Node:
+    def node_id(self):
+        return ME.hex()
+
+    def makesecret(self, label):
+        return hashlib.sha256(label.encode()).digest()
+
+
+class _Store:
+    def __init__(self):
+        self.areas = {}
+
+    def put(self, area, key, record):
+        self.areas.setdefault(area, {})[key] = record
+
+    def list(self, area):
+        return dict(self.areas.get(area, {}))
+
+    def delete(self, area, key):
+        self.areas.get(area, {}).pop(key, None)
+
+
+def test_known_type_message_on_our_path_reaches_its_waiter():
+    from bolt12ext.offer import path_dict
+    from lsps.asyncpay import OnionMessenger
+    messenger = OnionMessenger(_Node(), _Store(), lambda msg, level: None)
+    _, path_id, waiting = messenger.reply_path(60)
+    reply = PathBook(LSP, bytes([5] * 32)).make("x", 0, 60)[0]
+    shown = path_dict(reply)
+    shown["hops"] = shown.pop("path")          # lightningd's spelling in this hook
+    invoice = bytes([1, 2, 3])
+    assert messenger.on_cln_message({"pathsecret": path_id, "invoice": invoice.hex(),
+                                     "reply_blindedpath": shown,
+                                     "unknown_fields": [{"number": 77, "value": "aa"}]})
+    got = waiting.get(timeout=5)
+    assert got.contents == {66: invoice, 77: b"\xaa"} and got.reply_path == reply
+    # Not ours: lightningd's own plugins get it.
+    assert not messenger.on_cln_message({"pathsecret": "11" * 32, "invoice": "00"})
+    assert not messenger.on_cln_message({"invoice_request": "00"})
