@@ -28,7 +28,6 @@ from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
 
 from .asyncpay import OnionMessenger, now_s
-from .client import ClientError
 from .cln import ClnNode, htlc_fail
 from .store import Store
 
@@ -84,11 +83,9 @@ class AsyncRecipient:
     # --- offers ------------------------------------------------------------------------------
     def create_offer(self, server_id: str, description: str,
                      amount_msat: Optional[int]) -> dict:
+        answer = self.ask(server_id, GET_SERVER_PATHS, {})   # ClientError goes to the caller
         try:
-            answer = self.ask(server_id, GET_SERVER_PATHS, {})
             server_paths = [BlindedPath.parse(bytes.fromhex(p))[0] for p in answer["paths"]]
-        except ClientError:
-            raise
         except (KeyError, TypeError, ValueError) as e:
             raise RecipientError(f"{server_id} sent unusable server paths: {e}") from e
         with self._lock:
