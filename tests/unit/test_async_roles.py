@@ -2,6 +2,7 @@
 (bolt12ext.hold) and what the payer accepts (lsps.asyncpayer.invreq_part)."""
 import hashlib
 import os
+import time
 
 import pytest
 
@@ -241,3 +242,61 @@ def test_known_type_message_on_our_path_reaches_its_waiter():
     # Not ours: lightningd's own plugins get it.
     assert not messenger.on_cln_message({"pathsecret": "11" * 32, "invoice": "00"})
     assert not messenger.on_cln_message({"invoice_request": "00"})
+
+
+# ---- what the payer refuses before any money moves --------------------------------------------
+
+def _payer():
+    from lsps.asyncpay import OnionMessenger
+    from lsps.asyncpayer import AsyncPayer
+    messenger = OnionMessenger(_Node(), _Store(), lambda msg, level: None)
+    return AsyncPayer(_Node(), _Store(), messenger, ask=None, log=lambda msg, level: None)
+
+
+def test_payer_refuses_expired_offers_and_bad_amounts():
+    from lsps.asyncpayer import PayError
+    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
+    expired = build.offer_string(recipient.make_offer(pubkey(ISSUER), [path], "old", 5000,
+                                                      absolute_expiry=1000))
+    with pytest.raises(PayError, match="expired"):
+        _payer().pay(expired, None, None)
+    priced = build.offer_string(offer(5000))
+    with pytest.raises(PayError, match="below the offer"):
+        _payer().pay(priced, 4000, None)
+    with pytest.raises(PayError, match="names no amount"):
+        _payer().pay(build.offer_string(offer()), None, None)
+    with pytest.raises(PayError, match="not a valid offer"):
+        _payer().pay("lno1qqqq", None, None)
+
+
+def test_payer_refuses_tampered_expired_or_foreign_static_invoices():
+    from lsps.asyncpayer import PayError
+    data = offer(5000)
+    text = build.offer_string(data)
+    req = invreq_for(data)
+    now = int(time.time())
+    held = [PathBook(ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
+    good = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, now)
+    tampered = bytearray(good)
+    tampered[-1] ^= 1
+    old = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, now - 100,
+                                        relative_expiry=50)
+    foreign = recipient.make_static_invoice(offer(5000), ISSUER, pay_paths(), held, now)
+    for raw, why in ((bytes(tampered), "signature"), (old, "expired"),
+                     (foreign, "another offer")):
+        with pytest.raises(PayError, match=why):
+            _payer()._pay_static(text, data, raw, req, 5000)
+
+
+def test_payer_refuses_invoices_that_do_not_answer_its_request():
+    from lsps.asyncpayer import PayError
+    data = offer(5000)
+    text = build.offer_string(data)
+    mine, theirs = invreq_for(data), invreq_for(data)
+    h = hashlib.sha256(b"x").digest()
+    other = recipient.answer_invoice_request(theirs, data, ISSUER, pay_paths(), h, 1000)
+    with pytest.raises(PayError, match="does not answer our invoice_request"):
+        _payer()._pay_invoice(text, other, mine, 5000)
+    ok = recipient.answer_invoice_request(mine, data, ISSUER, pay_paths(), h, 1000)
+    with pytest.raises(PayError, match="another amount"):
+        _payer()._pay_invoice(text, ok, mine, 6000)
