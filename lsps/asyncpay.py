@@ -282,26 +282,6 @@ class PeerMailbox:
                 self.log(f"mailbox message for {peer_id} not delivered: {e}", "info")
             self.store.delete(MAILBOX, key)  # delivered at most once more
 
-    def reply_path(self, ttl_s: int):
-        """(path, path_id, queue): what arrives on the path is put on the queue."""
-        path, path_id, ctx = self.book.make(REPLY, now_s(), ttl_s)
-        waiting: queue.Queue = queue.Queue()
-        with self._lock:
-            self._contexts[path_id] = ctx
-            self._waiting[path_id] = waiting
-        return path, path_id, waiting
-
-    def forget_reply(self, path_id: str) -> None:
-        with self._lock:
-            self._contexts.pop(path_id, None)
-            self._waiting.pop(path_id, None)
-
-    def _on_reply(self, ctx: PathContext, got: onionmsg.Received) -> None:
-        with self._lock:
-            waiting = self._waiting.get(got.path_id.hex())
-        if waiting is not None:
-            waiting.put(got)
-
     def stats(self) -> dict:
         return {"waiting": self.box.count(), **dict(self.kept)}
 
