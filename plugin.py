@@ -314,7 +314,7 @@ def _start_asyncpay(plugin, node, store, ask, dispatcher):
         if dispatcher is None:
             plugin.log("lsp-asyncpay-hold without lsp-service: only hold_htlc (75537) holds, "
                        "the LSPS0 hold extension is off", "warn")
-        state["holder"] = HtlcHolder(node, store, messenger, limits, plugin.log)
+        state["holder"] = HtlcHolder(store, messenger, limits, plugin.log)
         state["holder"].start(dispatcher)
     return None
 

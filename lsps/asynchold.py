@@ -19,7 +19,7 @@ from bolt12ext.tlv import DecodeError
 
 from . import jsonrpc
 from .asyncpay import OnionMessenger, now_s
-from .cln import ClnNode, htlc_continue, htlc_fail
+from .cln import htlc_continue, htlc_fail, htlc_height, msat
 from .jsonrpc import LspsError
 from .service import Call, MethodSpec
 
@@ -42,9 +42,8 @@ def forward_released(extra_tlvs: str) -> dict:
 
 
 class HtlcHolder:
-    def __init__(self, node: ClnNode, store, messenger: OnionMessenger, limits: Limits,
+    def __init__(self, store, messenger: OnionMessenger, limits: Limits,
                  log: Callable[[str, str], None]):
-        self.node = node
         self.store = store
         self.messenger = messenger
         self.book = HoldBook(limits)
@@ -94,8 +93,8 @@ class HtlcHolder:
         with self._lock:
             action, hold = self.book.on_htlc(
                 peer_id, htlc["payment_hash"], key,
-                int(str(htlc["amount_msat"]).removesuffix("msat")), htlc["cltv_expiry"],
-                flagged, now_s(), self.node.blockheight())
+                msat(htlc["amount_msat"]), htlc["cltv_expiry"], flagged, now_s(),
+                htlc_height(htlc))
             if action is None:
                 return False
             self._save(hold)

@@ -28,7 +28,7 @@ from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
 
 from .asyncpay import OnionMessenger, now_s
-from .cln import ClnNode, htlc_fail
+from .cln import ClnNode, htlc_fail, htlc_height, msat
 from .store import Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
@@ -309,8 +309,8 @@ class AsyncRecipient:
     def on_htlc(self, payload: dict, ctx: dict, htlc: dict) -> dict:
         """The hook's answer for an HTLC on one of our payment paths."""
         payment_hash = htlc["payment_hash"]
-        amount = int(str(htlc["amount_msat"]).removesuffix("msat"))
-        height = self.node.blockheight()
+        amount = msat(htlc["amount_msat"])
+        height = htlc_height(htlc)
         with self._lock:
             record = self.offers.get(ctx["offer_id"])
             issued = self.issued.get(payment_hash) if ctx["kind"] == "invoice" else None

@@ -48,6 +48,11 @@ def msat(value) -> int:
     return int(text[:-4]) if text.endswith("msat") else int(text)
 
 
+def htlc_height(htlc: dict) -> int:
+    """The block height lightningd judged an htlc_accepted request at (no RPC needed)."""
+    return htlc["cltv_expiry"] - htlc["cltv_expiry_relative"]
+
+
 def htlc_continue(payload: Optional[str] = None, forward_to: Optional[str] = None,
                   extra_tlvs: Optional[str] = None,
                   invoice_msat: Optional[int] = None) -> dict:
