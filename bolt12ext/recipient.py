@@ -77,7 +77,14 @@ def answer_invoice_request(invreq: bytes, offer: bytes, issuer_secret: bytes,
                            pay_paths: Sequence[Tuple[BlindedPath, PayInfo]],
                            payment_hash: bytes, created_at: int) -> bytes:
     """A normal invoice for a (forwarded) invoice_request, signed with the issuer key."""
-    request = check_invoice_request(invreq, offer)
+    return invoice_for(invreq, check_invoice_request(invreq, offer), issuer_secret, pay_paths,
+                       payment_hash, created_at)
+
+
+def invoice_for(invreq: bytes, request: dict, issuer_secret: bytes,
+                pay_paths: Sequence[Tuple[BlindedPath, PayInfo]], payment_hash: bytes,
+                created_at: int) -> bytes:
+    """The invoice for an invoice_request already checked (`request`: its decoding)."""
     return build.invoice(invreq, issuer_secret, invoice_paths=[p for p, _ in pay_paths],
                          invoice_blindedpay=[i for _, i in pay_paths],
                          invoice_created_at=created_at,

@@ -257,19 +257,22 @@ class AsyncRecipient:
         if record is None or invreq is None or got.reply_path is None:
             self.messenger.drop("forwarded invoice_request unusable")
             return
+        try:   # checked before any payment path is made and kept for it
+            request = recipient.check_invoice_request(invreq, bytes.fromhex(record["offer"]))
+        except DecodeError as e:
+            self.messenger.drop(f"forwarded invoice_request refused: {e}")
+            return
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
         pay_paths = self._payment_paths(record, "invoice", recipient.INVOICE_RELATIVE_EXPIRY_S
                                         + 86400, payment_hash.hex())
         try:
-            invoice = recipient.answer_invoice_request(
-                invreq, bytes.fromhex(record["offer"]), self.issuer_secret, pay_paths,
-                payment_hash, now_s())
+            invoice = recipient.invoice_for(invreq, request, self.issuer_secret, pay_paths,
+                                            payment_hash, now_s())
         except (DecodeError, ValueError) as e:
-            self.messenger.drop(f"forwarded invoice_request refused: {e}")
+            self.messenger.drop(f"no invoice for a forwarded invoice_request: {e}")
             return
-        amount = recipient.expected_amount(recipient.check_invoice_request(
-            invreq, bytes.fromhex(record["offer"])))
+        amount = recipient.expected_amount(request)
         issued = {"offer_id": record["offer_id"], "preimage": preimage.hex(),
                   "amount_msat": amount,
                   "expires_at": now_s() + recipient.INVOICE_RELATIVE_EXPIRY_S}
