@@ -164,6 +164,16 @@ def decode_static_invoice(data: bytes) -> dict:
     return out
 
 
+def expires_at(decoded: dict) -> int:
+    """When a decoded invoice or static invoice expires (BOLT12's default: 7200 s)."""
+    return decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry", 7200)
+
+
+def invreq_part(data: bytes) -> bytes:
+    """The raw records an invoice copies from its invoice_request (the offer's included)."""
+    return b"".join(raw for t, _, raw in records(data) if in_ranges(t, OFFER + INVREQ))
+
+
 def decode(text: str) -> dict:
     """Any BOLT12 string, or a static invoice as raw TLV hex."""
     if not isinstance(text, str):
@@ -181,4 +191,4 @@ def decode(text: str) -> dict:
 
 
 __all__ = ["decode", "decode_invoice", "decode_invoice_request", "decode_static_invoice",
-           "OFFER_TYPES"]
+           "expires_at", "invreq_part", "OFFER_TYPES"]

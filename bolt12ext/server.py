@@ -108,7 +108,7 @@ class ServerCore:
         decoded = messages.decode_static_invoice(inv)
         if not decoded["signature_valid"]:
             return Outcome(drop="static invoice signature does not verify")
-        expires = decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry", 7200)
+        expires = messages.expires_at(decoded)
         if expires <= now:
             return Outcome(drop="static invoice already expired")
         ours = set(ctx.data.get("offer_paths", []))

@@ -25,9 +25,9 @@ from typing import Callable, Dict, Optional
 from pyln.client import RpcError
 
 from bolt12ext import asyncmsg, build, encoding, messages, onionmsg, payer
-from bolt12ext.blinding import BlindedPath, PayInfo, parse_paths
-from bolt12ext.offer import decode_offer, offer_part
-from bolt12ext.tlv import DecodeError, records
+from bolt12ext.blinding import BlindedPath, PayInfo
+from bolt12ext.offer import decode_offer, dict_path, offer_part
+from bolt12ext.tlv import DecodeError
 
 from .asyncpay import OnionMessenger, now_s
 from .client import ClientError
@@ -38,17 +38,10 @@ PAYMENTS = "asyncpayment"
 HOLD = "clnlsp.asyncpay.hold"
 NORMAL_FINAL_CLTV = 6          # blocks past the recipient's own minimum
 HELD_FINAL_CLTV = 144          # a held payment may wait about a day for its recipient
-INVREQ_RANGES = ((0, 159), (1_000_000_000, 2_999_999_999))
 
 
 class PayError(Exception):
     pass
-
-
-def invreq_part(data: bytes) -> list:
-    """The records an invoice copies from its invoice_request (signature excluded)."""
-    return [raw for t, _, raw in records(data)
-            if any(lo <= t <= hi for lo, hi in INVREQ_RANGES)]
 
 
 class AsyncPayer:
@@ -75,7 +68,7 @@ class AsyncPayer:
         except DecodeError as e:
             raise PayError(f"not a valid offer: {e}") from e
         offer_data = encoding.decode(offer_text)[1]
-        paths = _paths(offer_data)
+        paths = [dict_path(p) for p in fields.get("offer_paths", [])]
         if not paths:
             raise PayError("the offer has no blinded paths (pay it with xpay)")
         if fields.get("offer_absolute_expiry", 2**64) <= now_s():
@@ -146,17 +139,15 @@ class AsyncPayer:
         decoded = messages.decode_invoice(raw)
         if not decoded["signature_valid"]:
             raise PayError("the invoice signature does not verify")
-        if invreq_part(raw) != invreq_part(invreq):
+        if messages.invreq_part(raw) != messages.invreq_part(invreq):
             raise PayError("the invoice does not answer our invoice_request")
         if decoded["invoice_amount_msat"] != amount:
             raise PayError("the invoice asks another amount")
-        if decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry", 7200) \
-                <= now_s():
+        if messages.expires_at(decoded) <= now_s():
             raise PayError("the invoice has expired")
         payment_hash = bytes.fromhex(decoded["invoice_payment_hash"])
         record = self._new(payment_hash, offer_text, "invoice", amount, raw)
-        self._send(record, _paths(raw, 160), _payinfos(raw), amount, payment_hash,
-                   NORMAL_FINAL_CLTV)
+        self._send(record, _routes(decoded), amount, payment_hash, NORMAL_FINAL_CLTV)
         try:
             self.node.wait_sendpay(payment_hash.hex(), 60)
         except RpcError:
@@ -170,15 +161,15 @@ class AsyncPayer:
             raise PayError("the static invoice signature does not verify")
         if offer_part(raw) != offer_part(offer_data):
             raise PayError("the static invoice is for another offer")
-        if decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry", 7200) \
-                <= now_s():
+        if messages.expires_at(decoded) <= now_s():
             raise PayError("the static invoice has expired")
-        held_paths = _paths(raw, 236)
+        held_paths = [dict_path(p)
+                      for p in decoded.get("invoice_held_htlc_available_paths", [])]
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
         record = self._new(payment_hash, offer_text, "static", amount, raw, preimage)
-        first = self._send(record, _paths(raw, 160), _payinfos(raw), amount, payment_hash,
-                           HELD_FINAL_CLTV, preimage=preimage, invreq=invreq,
+        first = self._send(record, _routes(decoded), amount, payment_hash, HELD_FINAL_CLTV,
+                           preimage=preimage, invreq=invreq,
                            before_sending=lambda peer: self._ask_hold(record, peer))
         release = record.get("release_paths")
         if release and held_paths:
@@ -203,13 +194,13 @@ class AsyncPayer:
         record.update(held_by=peer, release_paths=paths)
         self._save(record)
 
-    def _send(self, record: dict, paths, payinfos, amount: int, payment_hash: bytes,
+    def _send(self, record: dict, routes, amount: int, payment_hash: bytes,
               final_extra: int, preimage: Optional[bytes] = None,
               invreq: Optional[bytes] = None, before_sending=None) -> str:
         """Send along the first usable path; the first hop's id."""
         height = self.node.blockheight()
         errors = []
-        for path, info in zip(paths, payinfos, strict=False):
+        for path, info in routes:
             if len(path.first_node_id) != 33:
                 errors.append("introduction by channel id")
                 continue
@@ -281,12 +272,11 @@ class AsyncPayer:
         return {"payments": [self.status(h) for h in hashes]}
 
 
-def _paths(data: bytes, tlv_type: int = 16) -> list:
-    value = next((v for t, v, _ in records(data) if t == tlv_type), None)
-    return parse_paths(value) if value is not None else []
-
-
-def _payinfos(data: bytes) -> list:
-    return [PayInfo(p["fee_base_msat"], p["fee_proportional_millionths"],
-                    p["cltv_expiry_delta"], p["htlc_minimum_msat"], p["htlc_maximum_msat"])
-            for p in messages.blindedpay(next(v for t, v, _ in records(data) if t == 162))]
+def _routes(decoded: dict) -> list:
+    """[(blinded payment path, its payinfo)] of a decoded invoice (the decoder has checked
+    that there is one payinfo per path)."""
+    return [(dict_path(path), PayInfo(info["fee_base_msat"], info["fee_proportional_millionths"],
+                                      info["cltv_expiry_delta"], info["htlc_minimum_msat"],
+                                      info["htlc_maximum_msat"]))
+            for path, info in zip(decoded["invoice_paths"], decoded["invoice_blindedpay"],
+                                  strict=True)]

@@ -1,5 +1,5 @@
 """Pure parts of the async roles: recipient checks (bolt12ext.recipient), HTLC holding
-(bolt12ext.hold) and what the payer accepts (lsps.asyncpayer.invreq_part)."""
+(bolt12ext.hold) and what the payer accepts (lsps.asyncpayer)."""
 import hashlib
 import os
 import time
@@ -12,7 +12,6 @@ from bolt12ext.contexts import PathBook
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, record, records
 from lsps.asynchold import forward_released
-from lsps.asyncpayer import invreq_part
 
 ISSUER = bytes(range(1, 33))
 LSP = pubkey(bytes([7] * 32))
@@ -76,7 +75,7 @@ def test_forwarded_invoice_request_gets_an_invoice_for_its_amount():
     decoded = messages.decode_invoice(inv)
     assert decoded["signature_valid"] and decoded["invoice_amount_msat"] == 5000
     assert decoded["invoice_payment_hash"] == payment_hash.hex()
-    assert invreq_part(inv) == invreq_part(req)       # what the payer checks
+    assert messages.invreq_part(inv) == messages.invreq_part(req)   # what the payer checks
     other = offer(5000)
     with pytest.raises(DecodeError, match="another offer"):
         recipient.answer_invoice_request(invreq_for(other), data, ISSUER, pay_paths(),
