@@ -397,7 +397,7 @@ def on_disconnect(plugin, disconnect=None, **kwargs):
 
 
 @plugin.async_method("lsps0-listprotocols")
-def lsps0_listprotocols(request, lsp_id, plugin, **kwargs):
+def lsps0_listprotocols(request, plugin, lsp_id, **kwargs):
     """Ask LSP {lsp_id} which LSPS protocols it supports."""
     lsp_id = require_node_id(lsp_id, "lsp_id")
 
@@ -506,16 +506,16 @@ def on_invoice_payment(plugin, invoice_payment=None, **kwargs):
 
 
 @plugin.async_method("lsps1-getinfo")
-def lsps1_getinfo(request, lsp_id, plugin=None, **kwargs):
+def lsps1_getinfo(request, plugin, lsp_id, **kwargs):
     """Ask LSP {lsp_id} for the channels it sells (lsps1.get_info)."""
     _ask_lsp(request, lsp_id, state["lsps1_client"].get_info)
 
 
 @plugin.async_method("lsps1-createorder")
-def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
+def lsps1_createorder(request, plugin, lsp_id, lsp_balance_sat, client_balance_sat=0,
                       channel_expiry_blocks=None, required_channel_confirmations=None,
                       funding_confirms_within_blocks=None, announce_channel=False, token=None,
-                      refund_onchain_address=None, plugin=None, **kwargs):
+                      refund_onchain_address=None, **kwargs):
     """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; pay its invoice."""
     if not isinstance(announce_channel, bool):
         announce_channel = str(announce_channel).lower() in ("true", "1", "yes")
@@ -537,7 +537,7 @@ def lsps1_createorder(request, lsp_id, lsp_balance_sat, client_balance_sat=0,
 
 
 @plugin.async_method("lsps1-getorder")
-def lsps1_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
+def lsps1_getorder(request, plugin, lsp_id, order_id, **kwargs):
     """Ask LSP {lsp_id} for the state of order {order_id}."""
     _ask_lsp(request, lsp_id, lambda lsp: state["lsps1_client"].get_order(lsp, str(order_id)))
 
@@ -572,14 +572,14 @@ def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
 
 
 @plugin.async_method("lsps7-getextendablechannels")
-def lsps7_getextendablechannels(request, lsp_id, plugin=None, **kwargs):
+def lsps7_getextendablechannels(request, plugin, lsp_id, **kwargs):
     """Channels LSP {lsp_id} lets this node extend the lease of."""
     _ask_lsp(request, lsp_id, state["lsps1_client"].get_extendable_channels)
 
 
 @plugin.async_method("lsps7-createorder")
-def lsps7_createorder(request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
-                      token=None, refund_onchain_address=None, plugin=None, **kwargs):
+def lsps7_createorder(request, plugin, lsp_id, short_channel_id, channel_extension_expiry_blocks,
+                      token=None, refund_onchain_address=None, **kwargs):
     """Order an extension of {short_channel_id}'s lease by {channel_extension_expiry_blocks}."""
     params = {"short_channel_id": str(short_channel_id),
               "channel_extension_expiry_blocks": optional_int(
@@ -592,7 +592,7 @@ def lsps7_createorder(request, lsp_id, short_channel_id, channel_extension_expir
 
 
 @plugin.async_method("lsps7-getorder")
-def lsps7_getorder(request, lsp_id, order_id, plugin=None, **kwargs):
+def lsps7_getorder(request, plugin, lsp_id, order_id, **kwargs):
     """The state of lease extension order {order_id} at LSP {lsp_id}."""
     _ask_lsp(request, lsp_id,
              lambda lsp: state["lsps1_client"].get_extension(lsp, str(order_id)))
@@ -675,8 +675,8 @@ def _asyncpay(request, work):
 
 
 @plugin.async_method("asyncpay-offer")
-def asyncpay_offer(request, server_id, description="async payment", amount_msat=None,
-                   plugin=None, **kwargs):
+def asyncpay_offer(request, plugin, server_id, description="async payment", amount_msat=None,
+                   **kwargs):
     """Create an async offer whose static invoice server {server_id} answers payers
     while this node is offline; returns the lno… offer."""
     server_id = require_node_id(server_id, "server_id")
@@ -703,7 +703,7 @@ def asyncpay_forgetoffer(plugin, offer_id, **kwargs):
 
 
 @plugin.async_method("asyncpay-pay")
-def asyncpay_pay(request, offer, amount_msat=None, payer_note=None, plugin=None, **kwargs):
+def asyncpay_pay(request, plugin, offer, amount_msat=None, payer_note=None, **kwargs):
     """Pay BOLT12 {offer}: a normal invoice at once, a static invoice asynchronously
     (held at our LSP until the recipient releases it)."""
     amount = optional_amount(amount_msat, "amount_msat")
@@ -743,15 +743,15 @@ def bolt12ext_decode(plugin, string, **kwargs):
 
 
 @plugin.async_method("lsps2-getinfo")
-def lsps2_getinfo(request, lsp_id, token=None, plugin=None, **kwargs):
+def lsps2_getinfo(request, plugin, lsp_id, token=None, **kwargs):
     """Ask LSP {lsp_id} for its LSPS2 JIT channel fee menu (optionally with a {token})."""
     _ask_lsp(request, lsp_id, lambda lsp: state["lsps2_client"].get_info(lsp, token))
 
 
 @plugin.async_method("lsps2-buy")
-def lsps2_buy(request, lsp_id, amount_msat=None, description="JIT channel payment",
+def lsps2_buy(request, plugin, lsp_id, amount_msat=None, description="JIT channel payment",
               label=None, token=None, opening_fee_params=None, max_fee_msat=None,
-              expiry=None, plugin=None, **kwargs):
+              expiry=None, **kwargs):
     """Buy a JIT channel from {lsp_id} and get the invoice to be paid through it.
 
     With {amount_msat}: a fixed, multi-part invoice; without: a variable one."""

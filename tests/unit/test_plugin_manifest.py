@@ -85,3 +85,32 @@ def test_service_start_sets_bit_729_as_lightningd_accepts_it():
         bits = m["featurebits"][kind]
         assert len(bits) % 2 == 0  # lightningd rejects odd-length hex
         assert int(bits, 16) == 1 << 729
+
+
+def test_every_command_binds_positionally_as_lightning_cli_calls_it():
+    # pyln inserts `plugin` and `request` at their index in the signature; a short
+    # positional call must still bind them to themselves, never to a parameter.
+    import importlib
+    import inspect
+    sys.path.insert(0, ROOT)
+    module = importlib.import_module("plugin")
+    plugin = module.plugin
+    marker = object()
+    checked = 0
+    for name, method in plugin.methods.items():
+        if name in ("init", "getmanifest") or not name.startswith(("lsps", "asyncpay", "bolt12")):
+            continue
+        params = [p for p in inspect.signature(method.func).parameters.values()
+                  if p.name not in ("plugin", "request") and p.kind == p.POSITIONAL_OR_KEYWORD]
+        required = sum(1 for p in params if p.default is p.empty)
+        for count in range(required, len(params) + 1):
+            values = [f"v{i}" for i in range(count)]
+            bound = plugin._bind_pos(method.func, values, marker).arguments
+            for i, p in enumerate(params[:count]):
+                assert bound[p.name] == f"v{i}", (name, count, p.name)
+            if "plugin" in bound:
+                assert bound["plugin"] is plugin, (name, count)
+            if "request" in bound:
+                assert bound["request"] is marker, (name, count)
+            checked += 1
+    assert checked > 40
