@@ -26,7 +26,7 @@ from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # no
 from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
 from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
 from lsps.client import ClientError, blocking_call  # noqa: E402
-from lsps.cln import ClnNode, Lsps0, htlc_continue  # noqa: E402
+from lsps.cln import ClnNode, Lsps0, htlc_continue, htlc_failure_for  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
 from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
 from lsps.rpcutil import fail_request, optional_amount, optional_int, require_node_id, run_in_worker  # noqa: E402  # noqa: E402
@@ -252,6 +252,7 @@ def init(options, configuration, plugin, **kwargs):
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
             plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"),
             close_expired=bool(plugin.get_option("lsp-lsps1-close-expired")))
+        state["lsps1_service"].claimed_elsewhere = state["lsps2_service"].claims
     state["client_workers"] = ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="clnlsp-client")
     # Client commands run on workers and wait there for the LSP's answer.
@@ -432,6 +433,7 @@ def _answer_once(request):
 def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
     """JIT payment parts are held and answered later: a background hook."""
     respond = _answer_once(request)
+    owner = None
     try:
         holder = state.get("holder")
         if holder is not None and holder.on_htlc(kwargs.get("peer_id"), htlc, respond):
@@ -439,23 +441,28 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
         receiving = state.get("async_recipient")
         mine = receiving.context_of(onion) if receiving is not None else None
         if mine is not None:
+            owner = "async_recipient"
             respond(receiving.on_htlc(*mine, htlc))
             return
         service = state.get("lsps2_service")
         if service is not None and service.owns(onion.get("short_channel_id")):
+            owner = "lsps2_service"
             service.on_htlc(onion, htlc, respond)
             return
         orders = state.get("lsps1_service")
         if orders is not None and orders.owns_payment(onion, htlc):
-            orders.on_htlc(htlc, respond)
+            owner = "lsps1_service"
+            orders.on_htlc(onion, htlc, respond)
             return
         client = state.get("lsps2_client")
         result = client.on_htlc(onion, htlc) if client is not None else None
         respond(result or htlc_continue())
     except Exception as e:  # never leave an HTLC without an answer
-        plugin.log(f"htlc_accepted not handled: {e!r}", "warn")
+        plugin.log(f"htlc_accepted not handled ({owner or 'no owner'}): {e!r}", "warn")
         if request.state.name == "PENDING":
-            respond(htlc_continue())
+            # An HTLC one of our services owns is never let through on an error:
+            # `continue` would settle an order's invoice with no channel.
+            respond(htlc_failure_for(owner, htlc) if owner else htlc_continue())
 
 
 # Before keysend: a static-invoice payment carries keysend's preimage type too.

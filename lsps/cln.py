@@ -21,6 +21,7 @@ from .service import Dispatcher, Limits
 from .transport import Transport
 
 TYPE_PREFIX = jsonrpc.LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
+TEMPORARY_NODE_FAILURE = "2002"  # BOLT4 NODE|2
 
 # fundchannel failures that are the LSP's own (funds, sync); anything else
 # means the peer refused or went away. Codes from lightningd's jsonrpc_errors.h.
@@ -71,6 +72,32 @@ def htlc_continue(payload: Optional[str] = None, forward_to: Optional[str] = Non
 
 def htlc_fail(failure_message_hex: str) -> dict:
     return {"result": "fail", "failure_message": failure_message_hex}
+
+
+def htlc_failure_for(owner: str, htlc: dict) -> dict:
+    """The failure for an HTLC a service owns but could not handle: for our own
+    invoices (final hop) incorrect_or_unknown_payment_details, else
+    temporary_node_failure."""
+    if owner in ("lsps1_service", "async_recipient"):
+        amount = msat(htlc.get("amount_msat", 0))
+        height = htlc.get("cltv_expiry", 0) - htlc.get("cltv_expiry_relative", 0)
+        return htlc_fail(((0x400F).to_bytes(2, "big") + amount.to_bytes(8, "big")
+                          + max(height, 0).to_bytes(4, "big")).hex())
+    return htlc_fail(TEMPORARY_NODE_FAILURE)
+
+
+def htlc_resolve(preimage_hex: str) -> dict:
+    """Settle with our own preimage: lightningd fulfils without its invoice checks."""
+    return {"result": "resolve", "payment_key": preimage_hex}
+
+
+def htlc_onion_fields(onion: dict) -> dict:
+    """What lightningd parsed of a final hop's onion: amt_to_forward,
+    outgoing_cltv_value, total_msat and payment_secret (absent ones None)."""
+    return {"forward_msat": msat(onion["forward_msat"]) if "forward_msat" in onion else None,
+            "outgoing_cltv": onion.get("outgoing_cltv_value"),
+            "total_msat": msat(onion["total_msat"]) if "total_msat" in onion else None,
+            "payment_secret": onion.get("payment_secret")}
 
 
 class ClnNode:
@@ -148,6 +175,10 @@ class ClnNode:
 
     def blockheight(self) -> int:
         return self.rpc().call("getinfo")["blockheight"]
+
+    def network(self) -> str:
+        """bitcoin, testnet, testnet4, signet or regtest."""
+        return self.rpc().call("getinfo")["network"]
 
     def config(self, name: str):
         """A lightningd option's value (e.g. cltv-delta, watchtime-blocks)."""
@@ -235,19 +266,42 @@ class ClnNode:
         perkw = self.rpc().call("feerates", {"style": "perkw"})["perkw"].get("opening", 253)
         return -(-perkw * 900 // 1000)
 
-    def send_onchain(self, destination: str, amount_sat: int) -> str:
-        """Pay from the wallet (withdraw); the txid."""
-        return self.rpc().call("withdraw", {"destination": destination,
-                                            "satoshi": amount_sat})["txid"]
+    def prepare_onchain(self, destination: str, amount_sat: int) -> dict:
+        """A wallet transaction paying amount_sat to destination, built and its inputs
+        reserved but not broadcast (txprepare): {txid, psbt}."""
+        made = self.rpc().call("txprepare", {"outputs": [{destination: amount_sat}]})
+        return {"txid": made["txid"], "psbt": made["psbt"]}
 
-    def sent_onchain(self, amount_sat: int) -> Optional[str]:
-        """The txid of a wallet transaction with an output of exactly amount_sat
-        (to find a refund sent just before a crash)."""
+    def send_prepared(self, txid: str) -> None:
+        """Broadcast a transaction of prepare_onchain (txsend)."""
+        self.rpc().call("txsend", {"txid": txid})
+
+    def discard_prepared(self, txid: str, psbt: Optional[str]) -> None:
+        """Give back the inputs of a prepared transaction that was never sent (after a
+        restart lightningd has forgotten it: unreserve its inputs instead)."""
+        try:
+            self.rpc().call("txdiscard", {"txid": txid})
+        except RpcError:
+            if psbt:
+                try:
+                    self.rpc().call("unreserveinputs", {"psbt": psbt})
+                except RpcError:
+                    pass
+
+    def sent_to(self, script: bytes, amount_sat: int) -> Optional[str]:
+        """The txid of a wallet transaction paying exactly amount_sat to this
+        scriptPubKey (a refund recorded before refunds carried their txid)."""
         for tx in self.rpc().call("listtransactions")["transactions"]:
             for out in tx.get("outputs", []):
-                if msat(out.get("amount_msat", 0)) == amount_sat * 1000:
+                if out.get("scriptPubKey") == script.hex() and \
+                        msat(out.get("amount_msat", 0)) == amount_sat * 1000:
                     return tx["hash"]
         return None
+
+    def wallet_has_tx(self, txid: str) -> bool:
+        """Did the wallet broadcast (or see) this transaction?"""
+        return any(tx["hash"] == txid
+                   for tx in self.rpc().call("listtransactions")["transactions"])
 
     def set_channel_fee(self, channel_id: str, base_msat: int, ppm: int) -> None:
         self.rpc().call("setchannel", {"id": channel_id, "feebase": base_msat,
@@ -257,10 +311,15 @@ class ClnNode:
         return (int(self.config("fee-base") or 0), int(self.config("fee-per-satoshi") or 0))
 
     def create_invoice(self, amount_msat: Optional[int], label: str, description: str,
-                       expiry_s: int) -> dict:
-        return self.rpc().call("invoice", {
-            "amount_msat": amount_msat if amount_msat is not None else "any",
-            "label": label, "description": description, "expiry": expiry_s})
+                       expiry_s: int, preimage: Optional[str] = None,
+                       cltv: Optional[int] = None) -> dict:
+        params = {"amount_msat": amount_msat if amount_msat is not None else "any",
+                  "label": label, "description": description, "expiry": expiry_s}
+        if preimage is not None:
+            params["preimage"] = preimage
+        if cltv is not None:
+            params["cltv"] = cltv
+        return self.rpc().call("invoice", params)
 
     def sign_invoice(self, unsigned: str) -> str:
         return self.rpc().call("signinvoice", {"invstring": unsigned})["bolt11"]

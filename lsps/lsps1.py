@@ -7,6 +7,8 @@ then lets lightningd settle them, or fails them back.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,8 +16,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import lsps1_service as S
 from . import lsps7_service as X
+from .addresses import segwit_address_ok, segwit_script
 from .client import BAD_RESPONSE, ClientError
-from .cln import ClnNode, htlc_continue, htlc_fail, msat
+from .cln import ClnNode, htlc_continue, htlc_fail, htlc_onion_fields, htlc_resolve, msat
 from .jsonrpc import INTERNAL_ERROR, LspsError
 from .lsps2_proto import ProtocolError, parse_msat, parse_uint
 from .runtime import arm_deadline, now_ms
@@ -27,6 +30,9 @@ BOUGHT = "lsps1-bought"
 LEASES = "leases"
 MAX_UNPAID_ORDERS_PER_PEER = 10
 REPLAY_GRACE_S = 15
+# Blocks beyond cltv-final plus the hold margin asked of payers in the invoice, so an
+# honest payment a block behind still passes the arrival check.
+INVOICE_CLTV_SLACK = 2
 # RPC error codes of the client: fee_total_sat + client_balance_sat != order_total_sat;
 # LSPS7 expiration_block + extension != new_channel_expiry_block.
 ORDER_TOTAL_MISMATCH = 1301
@@ -34,6 +40,12 @@ EXTENSION_MISMATCH = 1701
 
 
 Responder = Callable[[dict], None]
+
+
+def payment_secret(preimage: bytes) -> str:
+    """The payment_secret lightningd gives an invoice with this preimage:
+    SHA256(preimage with its first byte's low bit flipped)."""
+    return hashlib.sha256(bytes([preimage[0] ^ 1]) + preimage[1:]).hexdigest()
 
 
 class Lsps1Service:
@@ -60,6 +72,11 @@ class Lsps1Service:
         self.by_hash: Dict[str, str] = {}
         self.waiting: Dict[str, Responder] = {}
         self.height = 0
+        self.network = "regtest"
+        self.cltv_final = 18
+        self.refunding: set = set()  # order ids with a refund being sent right now
+        # Channels another service owns (LSPS2 JIT channels): never adopted.
+        self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps1")
         dispatcher.register(MethodSpec("lsps1.get_info", 1, lambda call: self.policy.info()))
         dispatcher.register(MethodSpec("lsps1.create_order", 1, self._create_order,
@@ -77,6 +94,8 @@ class Lsps1Service:
 
     def start(self) -> None:
         self.height = self.node.blockheight()
+        self.network = self.node.network()
+        self.cltv_final = int(self.node.config("cltv-final") or 18)
         with self.lock:
             self.leases.update(self.store.list(LEASES))
             for order in self.store.list(ORDERS).values():
@@ -93,7 +112,7 @@ class Lsps1Service:
             for order in self.orders.values():
                 paid = order["bolt11"]["state"] == S.HOLD or (
                     order.get("onchain") and order["onchain"]["state"] == S.PAID)
-                if paid and order["order_state"] == S.CREATED and not order.get("_opening"):
+                if paid and S.may_open(order) and not order.get("_opening"):
                     self._start_open(order)
 
     # --- LSPS1 methods ------------------------------------------------------------
@@ -113,8 +132,11 @@ class Lsps1Service:
         self.workers.submit(work)
         return DEFERRED
 
+    def _address_ok(self, address: str) -> bool:
+        return segwit_address_ok(address, self.network)
+
     def _do_create(self, client_id: str, params: dict) -> dict:
-        request = S.check_order(self.policy, params)
+        request = S.check_order(self.policy, params, self._address_ok)
         with self.lock:
             unpaid = sum(1 for o in self.orders.values() if o["client_id"] == client_id
                          and o["order_state"] == S.CREATED
@@ -131,12 +153,18 @@ class Lsps1Service:
         return S.order_json(order, self.policy)
 
     def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
-        """Give the order its (held) invoice and record it, before answering."""
+        """Give the order its (held) invoice and record it, before answering.
+
+        The preimage is ours: held parts are settled with `resolve`, which no
+        invoice expiry can refuse however long the open takes."""
         label = f"clnlsp-{order.get('kind', 'lsps1')}-{order['order_id']}"
-        invoice = self.node.create_invoice(order["order_total_sat"] * 1000, label, description,
-                                           valid_for_s)
+        preimage = secrets.token_bytes(32)
+        invoice = self.node.create_invoice(
+            order["order_total_sat"] * 1000, label, description, valid_for_s,
+            preimage=preimage.hex(), cltv=self.cltv_final + self.margin + INVOICE_CLTV_SLACK)
         order["bolt11"].update(invoice=invoice["bolt11"], payment_hash=invoice["payment_hash"],
-                               label=label)
+                               label=label, preimage=preimage.hex(),
+                               payment_secret=payment_secret(preimage))
         with self.lock:
             self.orders[order["order_id"]] = order
             self.by_hash[invoice["payment_hash"]] = order["order_id"]
@@ -190,7 +218,8 @@ class Lsps1Service:
 
     def _create_extension(self, call):
         def do(peer, params):
-            lease, blocks, token = X.check_order(self.lsps7, params, self._leases_of(peer))
+            lease, blocks, token = X.check_order(self.lsps7, params, self._leases_of(peer),
+                                                 self._address_ok)
             order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms(),
                                 refund_onchain_address=params.get("refund_onchain_address"),
                                 onchain=self.policy.onchain)
@@ -226,19 +255,33 @@ class Lsps1Service:
         with self.lock:
             return htlc["payment_hash"] in self.by_hash
 
-    def on_htlc(self, htlc: dict, respond: Responder) -> None:
-        key = f"{htlc['short_channel_id']}/{htlc['id']}"
+    def on_htlc(self, onion: dict, htlc: dict, respond: Responder) -> None:
+        fields = htlc_onion_fields(onion)
+        amount = msat(htlc["amount_msat"])
+        part = S.Part(key=f"{htlc['short_channel_id']}/{htlc['id']}", amount_msat=amount,
+                      cltv_expiry=htlc["cltv_expiry"],
+                      forward_msat=fields["forward_msat"] if fields["forward_msat"] is not None
+                      else amount,
+                      outgoing_cltv=fields["outgoing_cltv"] or 0,
+                      total_msat=fields["total_msat"], payment_secret=fields["payment_secret"])
+        height = htlc["cltv_expiry"] - htlc["cltv_expiry_relative"]
+        min_cltv = self.cltv_final + self.margin
         with self.lock:
             order = self.orders[self.by_hash[htlc["payment_hash"]]]
-            self.waiting[key] = respond
-            self._apply(order, S.on_htlc(order, key, msat(htlc["amount_msat"]),
-                                         htlc["cltv_expiry"], self.height, now_ms()))
+            self.waiting[part.key] = respond
+            why = S.refusal(order, part, height, min_cltv, now_ms())
+            d = S.on_htlc(order, part, height, now_ms(), min_cltv)
+            if part.key in d.fail:
+                self.log(f"lsps1: HTLC {part.key} for order {order['order_id']} refused: "
+                         f"{why or 'order not payable now'}", "info")
+            self._apply(order, d)
 
     def on_block(self, height: int) -> None:
         with self.lock:
             self.height = height
             for order in self.orders.values():
-                self._apply(order, S.on_block(order, height, self.margin, now_ms()))
+                self._apply(order, S.on_block(order, height, self.margin, now_ms(),
+                                              opening=bool(order.get("_opening"))))
             watching = any(o.get("onchain") and o["onchain"]["address"]
                            for o in self.orders.values())
             retry = [(o["order_id"], o["onchain"]["refund_pending"]["outpoints"])
@@ -300,7 +343,8 @@ class Lsps1Service:
             for order in self.orders.values():
                 if order["client_id"] == peer_id and order.get("_waiting_peer"):
                     order["_waiting_peer"] = False
-                    self._start_open(order)
+                    if S.may_open(order):
+                        self._start_open(order)
 
     # --- decisions ------------------------------------------------------------------
     def _apply(self, order: dict, d: S.Decision) -> None:
@@ -311,10 +355,11 @@ class Lsps1Service:
             respond = self.waiting.pop(key, None)
             if respond:
                 respond(htlc_fail(failure))
+        preimage = order["bolt11"].get("preimage")
         for key in d.settle:
             respond = self.waiting.pop(key, None)
-            if respond:
-                respond(htlc_continue())
+            if respond:  # orders from before own preimages: lightningd settles
+                respond(htlc_resolve(preimage) if preimage else htlc_continue())
         if d.refund:
             self.workers.submit(self._send_refund, order["order_id"], list(d.refund))
         if d.open:
@@ -324,46 +369,85 @@ class Lsps1Service:
     def _send_refund(self, order_id: str, outpoints: List[str]) -> None:
         """Send the value of these outputs, minus the refund's fee, to the
         client's refund address (from the wallet, so CLN's emergency reserve
-        never shortens it). Write-ahead: the pending refund is recorded first,
-        and a retry after a crash looks for it before paying again."""
+        never shortens it). One refund in flight per order, write-ahead: the
+        transaction is prepared (inputs reserved), recorded with its txid, then
+        broadcast; after a crash that txid, and nothing else, says if it went out."""
         with self.lock:
-            order = self.orders[order_id]
-            onchain = order["onchain"]
+            order = self.orders.get(order_id)
+            if order is None or order_id in self.refunding:
+                return
+            self.refunding.add(order_id)
+        try:
+            self._refund(order, outpoints)
+        except Exception as e:
+            self.log(f"lsps1: refund for {order_id} failed, retried next block: {e!r}", "warn")
+        finally:
+            with self.lock:
+                self.refunding.discard(order_id)
+
+    def _refund(self, order: dict, outpoints: List[str]) -> None:
+        onchain = order["onchain"]
+        destination = order["request"]["refund_onchain_address"]
+        with self.lock:
             pending = onchain.get("refund_pending")
-            if pending is None or set(pending["outpoints"]) != set(outpoints):
-                value = sum(o["amount_sat"] for o in onchain["outputs"]
-                            if o["outpoint"] in outpoints)
-                pending = {"outpoints": outpoints,
-                           "amount_sat": value - self.node.refund_fee_sat()}
-                onchain["refund_pending"] = pending
-                self._persist(order)
-                fresh = True
-            else:
-                fresh = False
-            destination = order["request"]["refund_onchain_address"]
-        if pending["amount_sat"] <= 0:
-            self.log(f"lsps1: outputs {outpoints} of order {order_id} are worth less than "
-                     "a refund's fee: kept", "warn")
-            txid = "none"
-        else:
-            txid = None if fresh else self.node.sent_onchain(pending["amount_sat"])
-            if txid is None:
-                try:
-                    txid = self.node.send_onchain(destination, pending["amount_sat"])
-                except Exception as e:
-                    self.log(f"lsps1: refund for {order_id} failed, retried next block: {e}",
-                             "warn")
-                    return
-        self.log(f"lsps1: refunded {pending['amount_sat']} sat of order {order_id} in {txid}",
-                 "info")
+        if pending is not None and not self._finish_refund(order, pending, destination):
+            outpoints = list(dict.fromkeys(pending["outpoints"] + outpoints))
+        with self.lock:
+            outpoints = [o for o in outpoints if o not in onchain["refunding"]]
+            value = sum(o["amount_sat"] for o in onchain["outputs"] if o["outpoint"] in outpoints)
+        if not outpoints:
+            return
+        amount = value - self.node.refund_fee_sat()
+        if amount <= 0:
+            self.log(f"lsps1: outputs {outpoints} of order {order['order_id']} are worth less "
+                     "than a refund's fee: kept", "warn")
+            self._refund_sent(order, outpoints, "none", amount)
+            return
+        prepared = self.node.prepare_onchain(destination, amount)
+        with self.lock:
+            onchain["refund_pending"] = {"outpoints": outpoints, "amount_sat": amount,
+                                         "txid": prepared["txid"], "psbt": prepared["psbt"]}
+            self._persist(order)
+        self.node.send_prepared(prepared["txid"])
+        self._refund_sent(order, outpoints, prepared["txid"], amount)
+
+    def _finish_refund(self, order: dict, pending: dict, destination: str) -> bool:
+        """A refund recorded before a crash: True once it is known sent (now or
+        before); False if it never went out (its inputs are given back)."""
+        txid = pending.get("txid")
+        if txid is None:  # recorded by a version that sent with withdraw
+            script = segwit_script(destination, self.network)
+            txid = script and self.node.sent_to(script, pending["amount_sat"])
+            if txid:
+                self._refund_sent(order, pending["outpoints"], txid, pending["amount_sat"])
+                return True
+            return False
+        if not self.node.wallet_has_tx(txid):
+            try:
+                self.node.send_prepared(txid)
+            except Exception:
+                self.node.discard_prepared(txid, pending.get("psbt"))
+                with self.lock:
+                    order["onchain"]["refund_pending"] = None
+                    self._persist(order)
+                return False
+        self._refund_sent(order, pending["outpoints"], txid, pending["amount_sat"])
+        return True
+
+    def _refund_sent(self, order: dict, outpoints: List[str], txid: str, amount: int) -> None:
+        self.log(f"lsps1: refunded {amount} sat of order {order['order_id']} in {txid}", "info")
         with self.lock:
             S.on_refund_sent(order, outpoints, txid, now_ms())
-            onchain["refund_pending"] = None
+            order["onchain"]["refund_pending"] = None
             self._persist(order)
             self.schedule(self.prune_after_s + 0.05, self._prune)
 
     def _start_open(self, order: dict) -> None:
+        """Caller holds the lock."""
+        if not S.may_open(order) or order.get("_opening"):
+            return
         if order.get("kind") == "lsps7":
+            order["_opening"] = True
             self.workers.submit(self._extend, order["order_id"])
             return
         if not self.is_connected(order["client_id"]):
@@ -379,13 +463,17 @@ class Lsps1Service:
         with self.lock:
             order = self.orders[order_id]
             r = order["request"]
-            if order.get("pre_channels") is None:
-                # Write-ahead: which channels existed before, so a restart
-                # mid-open adopts the one we made instead of opening twice.
-                order["pre_channels"] = [c["channel_id"] for c in
-                                         self.node.channels(order["client_id"])]
-                self._persist(order)
+            if not S.may_open(order):
+                order["_opening"] = False
+                return
         try:
+            if order.get("pre_channels") is None:
+                # Write-ahead: the open is marked, with the channels that existed
+                # before, so a restart mid-open adopts the one we made.
+                pre = [c["channel_id"] for c in self.node.channels(order["client_id"])]
+                with self.lock:
+                    order["pre_channels"] = pre
+                    self._persist(order)
             opened = self._adopt(order) or self.node.fund_channel(
                 order["client_id"], r["lsp_balance_sat"] + r["client_balance_sat"],
                 announce=r["announce_channel"], mindepth=r["required_channel_confirmations"],
@@ -406,8 +494,15 @@ class Lsps1Service:
         """LSPS7 payment held: record the new expiry (write-ahead), then settle."""
         with self.lock:
             order = self.orders[order_id]
-        lease = self._leases_of(order["client_id"]).get(order["short_channel_id"])
+        try:
+            lease = self._leases_of(order["client_id"]).get(order["short_channel_id"])
+        except Exception as e:
+            self.log(f"lsps7: looking up the lease of {order_id} failed: {e!r}", "warn")
+            lease = None
         with self.lock:
+            order["_opening"] = False
+            if not S.may_open(order):
+                return
             if lease is None:
                 self._apply(order, S.on_open_failed(order, "channel no longer extendable",
                                                     self.height, now_ms()))
@@ -420,14 +515,27 @@ class Lsps1Service:
             self.store.put(LEASES, lease["channel_id"], record)
             self._apply(order, d)
 
+    def claims(self, channel_id: str) -> bool:
+        """Is this channel an order's (sold, or adopted after a restart)?"""
+        with self.lock:
+            return any(o["channel_id"] == channel_id for o in self.orders.values())
+
     def _adopt(self, order: dict) -> Optional[dict]:
-        """A channel an interrupted open of this order already made."""
+        """A channel an interrupted open of this order already made: opened by us
+        after the open was marked, of the order's size, and nobody else's (not
+        another order's, not a JIT channel, not one the operator opened by hand
+        to a different size)."""
         pre = set(order.get("pre_channels") or [])
+        r = order["request"]
+        size = r["lsp_balance_sat"] + r["client_balance_sat"]
         for c in self.node.channels(order["client_id"]):
-            if c["channel_id"] not in pre and c["opener"] == "local" and c["funding_outpoint"]:
-                self.log(f"lsps1: order {order['order_id']} adopts channel {c['channel_id']}",
-                         "info")
-                return {"channel_id": c["channel_id"], "funding_outpoint": c["funding_outpoint"]}
+            if c["channel_id"] in pre or c["opener"] != "local" or not c["funding_outpoint"] \
+                    or c["capacity_sat"] != size:
+                continue
+            if self.claims(c["channel_id"]) or self.claimed_elsewhere(c["channel_id"]):
+                continue
+            self.log(f"lsps1: order {order['order_id']} adopts channel {c['channel_id']}", "info")
+            return {"channel_id": c["channel_id"], "funding_outpoint": c["funding_outpoint"]}
         return None
 
     def _arm(self, order: dict) -> None:

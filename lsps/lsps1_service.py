@@ -154,7 +154,7 @@ def check_order(policy: Policy, params: dict,
         raise _invalid("token", "not a string")
     refund = params.get("refund_onchain_address")
     if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
-        raise _invalid("refund_onchain_address", "not a valid on-chain address")
+        raise _invalid("refund_onchain_address", "not an on-chain address of this network")
     if policy.tokens and (token or "") not in policy.tokens:
         raise LspsError(UNRECOGNIZED_TOKEN, "unrecognized or stale token")
 
@@ -256,22 +256,61 @@ class Decision:
     changed: bool = False
 
 
-def on_htlc(order: dict, key: str, amount_msat: int, cltv_expiry: int, height: int,
-            now_ms: int) -> Decision:
-    """A part paying this order's invoice."""
+@dataclass(frozen=True)
+class Part:
+    """An HTLC paying an order's invoice, as lightningd parsed it."""
+    key: str
+    amount_msat: int                # what the HTLC carries
+    cltv_expiry: int
+    forward_msat: int               # the onion's amt_to_forward
+    outgoing_cltv: int              # the onion's outgoing_cltv_value
+    total_msat: Optional[int]       # the onion's total_msat (payment_data)
+    payment_secret: Optional[str]   # the onion's payment_secret, hex
+
+
+def refusal(order: dict, part: Part, height: int, min_cltv_blocks: int,
+            now_ms: int) -> Optional[str]:
+    """Why lightningd (BOLT4 final-node rules) would not let this part settle the
+    order's invoice, or None. Checked before holding: a part we hold and cannot
+    settle is no money."""
     bolt11 = order["bolt11"]
+    if part.payment_secret is None or (bolt11.get("payment_secret") is not None
+                                       and part.payment_secret != bolt11["payment_secret"]):
+        return "wrong or missing payment_secret"
+    if part.total_msat != order["order_total_sat"] * 1000:
+        return f"total_msat {part.total_msat} is not the order total"
+    if part.amount_msat < part.forward_msat:
+        return f"HTLC carries {part.amount_msat} msat, the onion claims {part.forward_msat}"
+    if part.cltv_expiry < part.outgoing_cltv:
+        return "cltv_expiry below the onion's outgoing_cltv_value"
+    if part.cltv_expiry - height < min_cltv_blocks:
+        return f"cltv_expiry {part.cltv_expiry} leaves fewer than {min_cltv_blocks} blocks"
+    if now_ms >= order["expires_ms"]:
+        return "order expired"
+    return None
+
+
+def on_htlc(order: dict, part: Part, height: int, now_ms: int,
+            min_cltv_blocks: int) -> Decision:
+    """A part paying this order's invoice (`min_cltv_blocks`: cltv-final plus the
+    hold margin)."""
+    bolt11 = order["bolt11"]
+    key = part.key
+    refuse = Decision(fail={key: incorrect_or_unknown(part.amount_msat, height)})
     known = next((p for p in order["parts"] if p["key"] == key), None)
     if known is not None:  # replayed after a restart
         if bolt11["state"] == PAID:
             return Decision(settle=[key])
-        if bolt11["state"] == REFUNDED:
-            return Decision(fail={key: incorrect_or_unknown(amount_msat, height)})
+        if bolt11["state"] == REFUNDED or order["order_state"] == FAILED:
+            return refuse
         return Decision(hold=[key])
-    if order["order_state"] != CREATED or bolt11["state"] not in (EXPECT_PAYMENT,) \
-            or now_ms >= order["expires_ms"]:
-        return Decision(fail={key: incorrect_or_unknown(amount_msat, height)})
-    order["parts"].append({"key": key, "amount_msat": amount_msat, "cltv_expiry": cltv_expiry,
-                           "arrived_ms": now_ms})
+    onchain_paid = bool(order.get("onchain")) and order["onchain"]["state"] == PAID
+    if order["order_state"] != CREATED or bolt11["state"] != EXPECT_PAYMENT or onchain_paid:
+        return refuse  # paid already (on chain or by earlier parts), or over
+    if refusal(order, part, height, min_cltv_blocks, now_ms) is not None:
+        return refuse
+    order["parts"].append({"key": key, "amount_msat": part.amount_msat,
+                           "cltv_expiry": part.cltv_expiry, "arrived_ms": now_ms})
     if order["first_part_ms"] is None:
         order["first_part_ms"] = now_ms
     order["updated_ms"] = now_ms
@@ -366,11 +405,22 @@ def on_refund_sent(order: dict, outpoints: List[str], txid: str, now_ms: int) ->
     order["updated_ms"] = now_ms
 
 
-def on_block(order: dict, height: int, margin: int, now_ms: int) -> Decision:
-    """Held parts are failed before their CLTV expiry."""
+def may_open(order: dict) -> bool:
+    """Paid and not over: held by invoice, or paid on chain, and still CREATED.
+    An order whose payment went back never opens (nor extends)."""
+    if order["order_state"] != CREATED:
+        return False
+    onchain = order.get("onchain")
+    return order["bolt11"]["state"] == HOLD or bool(onchain and onchain["state"] == PAID)
+
+
+def on_block(order: dict, height: int, margin: int, now_ms: int,
+             opening: bool = False) -> Decision:
+    """Held parts are failed before their CLTV expiry; not while an open is in
+    flight (its outcome settles or fails them)."""
     if order["bolt11"]["state"] not in (EXPECT_PAYMENT, HOLD) or not order["parts"]:
         return Decision()
-    if order["order_state"] == COMPLETED:
+    if order["order_state"] == COMPLETED or opening:
         return Decision()
     if any(p["cltv_expiry"] - height <= margin for p in order["parts"]):
         return _refund(order, f"payment near CLTV expiry at height {height}", height, now_ms)
@@ -380,6 +430,8 @@ def on_block(order: dict, height: int, margin: int, now_ms: int) -> Decision:
 def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, height: int,
                       now_ms: int, block_ms: int = 600_000) -> Decision:
     """Funding published: COMPLETED, the held payment is released (PAID)."""
+    if order["order_state"] != CREATED:
+        return Decision()  # never for a failed order (may_open guards every open)
     r = order["request"]
     order["channel_id"] = channel_id
     order["lease_expiry_block"] = height + r["channel_expiry_blocks"]

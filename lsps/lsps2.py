@@ -153,6 +153,12 @@ class Lsps2Service:
             if scid not in taken:
                 return format_scid(scid)
 
+    def claims(self, channel_id: str) -> bool:
+        """Is this channel a JIT session's (opened, or being opened)?"""
+        with self.lock:
+            return any(channel_id in (s["channel_id"], s.get("opening_channel_id"))
+                       for s in self.sessions.values())
+
     # --- HTLCs ------------------------------------------------------------------
     def owns(self, scid: Optional[str]) -> bool:
         with self.lock:

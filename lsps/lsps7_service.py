@@ -51,7 +51,8 @@ def _invalid(prop: str, message: str) -> LspsError:
                      {"property": prop, "message": message, "unrecognized": []})
 
 
-def check_order(policy: Policy, params: dict, leases: dict) -> tuple:
+def check_order(policy: Policy, params: dict, leases: dict,
+                address_ok=lambda address: True) -> tuple:
     """-> (lease, blocks, token). `leases`: short_channel_id -> lease of this peer."""
     scid = params["short_channel_id"]
     try:
@@ -65,8 +66,8 @@ def check_order(policy: Policy, params: dict, leases: dict) -> tuple:
     if token is not None and not isinstance(token, str):
         raise _invalid("token", "not a string")
     refund = params.get("refund_onchain_address")
-    if refund is not None and not isinstance(refund, str):
-        raise _invalid("refund_onchain_address", "not a string")
+    if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
+        raise _invalid("refund_onchain_address", "not an on-chain address of this network")
     # The draft gives an invalid token no code: we use LSPS1's 102.
     if policy.tokens and (token or "") not in policy.tokens:
         raise LspsError(S.UNRECOGNIZED_TOKEN, "unrecognized or stale token")

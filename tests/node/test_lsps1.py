@@ -1,4 +1,5 @@
 """LSPS1 channel orders between real nodes, paid with the LSP's hold invoice."""
+import hashlib
 import os
 
 import pytest
@@ -59,8 +60,12 @@ def test_order_paid_with_hold_invoice_opens_channel(node_factory, plugin_path, b
     assert channel["total_msat"] == 520_000_000
     assert channel["to_us_msat"] == 20_000_000
     assert channel["private"] is True
+    # Settled with the order's own preimage (`resolve`): the payer holds the proof.
     inv = only_one(lsp.rpc.listinvoices()["invoices"])
-    assert inv["status"] == "paid"
+    paid = only_one(client.rpc.listsendpays(payment_hash=inv["payment_hash"])["payments"])
+    assert paid["status"] == "complete"
+    assert hashlib.sha256(bytes.fromhex(paid["payment_preimage"])).hexdigest() == \
+        inv["payment_hash"]
     view = only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])
     assert view["lease_expiry_block"] == lsp.rpc.getinfo()["blockheight"] - confirmations + 1000
     listed = only_one(client.rpc.call("lsps1-listorders", {})["orders"])

@@ -6,6 +6,20 @@ from lsps import lsps1_service as S
 from lsps.jsonrpc import LspsError
 
 CLIENT = "02" + "ab" * 32
+
+
+MIN_CLTV = 10  # cltv-final plus the hold margin, as the runtime passes it
+SECRET = "5e" * 32
+
+
+def part(order, key, amount, cltv, **changes):
+    """An honest part of the order's invoice (as lightningd parsed the onion)."""
+    order["bolt11"].setdefault("payment_secret", SECRET)
+    fields = dict(key=key, amount_msat=amount, cltv_expiry=cltv, forward_msat=amount,
+                  outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
+                  payment_secret=order["bolt11"]["payment_secret"])
+    fields.update(changes)
+    return S.Part(**fields)
 NOW = 1_800_000_000_000
 POLICY = S.Policy(min_initial_lsp_balance_sat=100_000, max_initial_lsp_balance_sat=1_000_000,
                   min_initial_client_balance_sat=0, max_initial_client_balance_sat=500_000,
@@ -110,9 +124,9 @@ def make_order():
 class TestHoldInvoice:
     def test_parts_held_then_paid_on_open(self):
         o = make_order()
-        d = S.on_htlc(o, "a/1", 50_000_000, 300, 100, NOW)
+        d = S.on_htlc(o, part(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV)
         assert d.hold == ["a/1"] and not d.open and o["bolt11"]["state"] == "EXPECT_PAYMENT"
-        d = S.on_htlc(o, "a/2", 52_500_000, 300, 100, NOW)
+        d = S.on_htlc(o, part(o, "a/2", 52_500_000, 300), 100, NOW, MIN_CLTV)
         assert d.open and o["bolt11"]["state"] == "HOLD"
         d = S.on_channel_opened(o, "cid", "ab" * 32 + ":0", 110, NOW)
         assert sorted(d.settle) == ["a/1", "a/2"]
@@ -122,22 +136,22 @@ class TestHoldInvoice:
 
     def test_replays(self):
         o = make_order()
-        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
-        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW).hold == ["a/1"]
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).hold == ["a/1"]
         S.on_channel_opened(o, "cid", "x:0", 110, NOW)
-        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW).settle == ["a/1"]
+        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).settle == ["a/1"]
 
     def test_open_failure_refunds(self):
         o = make_order()
-        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
         d = S.on_open_failed(o, "no funds", 100, NOW)
         assert list(d.fail) == ["a/1"] and d.fail["a/1"].startswith("400f")
         assert o["bolt11"]["state"] == "REFUNDED" and o["order_state"] == "FAILED"
-        assert S.on_htlc(o, "a/9", 1000, 300, 100, NOW).fail
+        assert S.on_htlc(o, part(o, "a/9", 1000, 300), 100, NOW, MIN_CLTV).fail
 
     def test_incomplete_parts_time_out(self):
         o = make_order()
-        S.on_htlc(o, "a/1", 1_000_000, 300, 100, NOW)
+        S.on_htlc(o, part(o, "a/1", 1_000_000, 300), 100, NOW, MIN_CLTV)
         assert S.on_tick(o, 100, NOW + 89_999).fail == {}
         assert list(S.on_tick(o, 100, NOW + 90_000).fail) == ["a/1"]
         assert o["order_state"] == "CREATED" and o["parts"] == []
@@ -146,11 +160,11 @@ class TestHoldInvoice:
         o = make_order()
         S.on_tick(o, 100, o["expires_ms"])
         assert o["order_state"] == "FAILED" and o["bolt11"]["state"] == "EXPECT_PAYMENT"
-        assert S.on_htlc(o, "a/1", 102_500_000, 300, 100, o["expires_ms"]).fail
+        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, o["expires_ms"], MIN_CLTV).fail
 
     def test_cltv_margin(self):
         o = make_order()
-        S.on_htlc(o, "a/1", 102_500_000, 120, 100, NOW)
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
         assert S.on_block(o, 113, 6, NOW).fail == {}
         assert S.on_block(o, 114, 6, NOW).fail and o["bolt11"]["state"] == "REFUNDED"
 
@@ -158,6 +172,79 @@ class TestHoldInvoice:
         msg = bytes.fromhex(S.incorrect_or_unknown(1234, 567))
         assert msg[:2] == b"\x40\x0f" and int.from_bytes(msg[2:10], "big") == 1234
         assert int.from_bytes(msg[10:], "big") == 567
+
+
+class TestMoneySafety:
+    """Issue 11: hold only what lightningd would let settle; never open for a refunded
+    or already paid order."""
+
+    @pytest.mark.parametrize("changes,why", [
+        ({"payment_secret": "00" * 32}, "payment_secret"),
+        ({"payment_secret": None}, "payment_secret"),
+        ({"total_msat": 1_000}, "total_msat"),
+        ({"total_msat": None}, "total_msat"),
+        ({"forward_msat": 102_500_001}, "onion claims"),
+        ({"outgoing_cltv": 301}, "outgoing_cltv_value"),
+        ({"cltv_expiry": 109, "outgoing_cltv": 109}, "fewer than 10 blocks"),
+    ])
+    def test_parts_lightningd_would_refuse_are_failed_not_held(self, changes, why):
+        o = make_order()
+        bad = part(o, "a/1", 102_500_000, 300, **changes)
+        assert why in S.refusal(o, bad, 100, MIN_CLTV, NOW)
+        d = S.on_htlc(o, bad, 100, NOW, MIN_CLTV)
+        assert list(d.fail) == ["a/1"] and d.fail["a/1"].startswith("400f")
+        assert not d.open and not d.hold and o["parts"] == []
+        assert o["bolt11"]["state"] == "EXPECT_PAYMENT"
+        # the honest payment still completes
+        good = part(o, "a/2", 102_500_000, 300)
+        assert S.refusal(o, good, 100, MIN_CLTV, NOW) is None
+        assert S.on_htlc(o, good, 100, NOW, MIN_CLTV).open
+
+    def test_cltv_room_is_exactly_the_minimum(self):
+        o = make_order()
+        assert S.refusal(o, part(o, "a/1", 102_500_000, 110), 100, MIN_CLTV, NOW) is None
+        assert S.refusal(o, part(o, "a/1", 102_500_000, 109), 100, MIN_CLTV, NOW)
+
+    def test_refunded_order_never_opens(self):
+        o = make_order()
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert S.may_open(o)
+        S.on_block(o, 114, 6, NOW)
+        assert o["bolt11"]["state"] == "REFUNDED" and not S.may_open(o)
+        assert S.on_channel_opened(o, "cid", "x:0", 114, NOW).settle == []
+        assert o["order_state"] == "FAILED" and o["channel"] is None
+        # the replayed part is failed again, never held
+        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 114, NOW, MIN_CLTV).fail
+
+    def test_no_refund_while_the_open_is_in_flight(self):
+        o = make_order()
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert S.on_block(o, 119, 6, NOW, opening=True).fail == {}
+        assert o["bolt11"]["state"] == "HOLD"
+        assert S.on_channel_opened(o, "cid", "x:0", 119, NOW).settle == ["a/1"]
+
+    def test_paid_on_chain_then_by_invoice_refuses_the_htlc(self):
+        o = onchain_order()
+        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+                                      "confirmations": 1}], 1, NOW)
+        assert d.open
+        d = S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        assert list(d.fail) == ["a/1"] and not d.open and o["bolt11"]["state"] == "EXPECT_PAYMENT"
+
+    def test_two_onchain_payments_open_once_and_refund_the_second(self):
+        o = onchain_order()
+        first = {"outpoint": "t:0", "amount_sat": 102_500, "confirmations": 1}
+        assert S.on_onchain_outputs(o, [first], 1, NOW).open
+        second = {"outpoint": "u:0", "amount_sat": 102_500, "confirmations": 1}
+        d = S.on_onchain_outputs(o, [first, second], 1, NOW)
+        assert not d.open and d.refund == ["u:0"]
+
+    def test_paid_by_invoice_then_on_chain_refunds_the_chain(self):
+        o = onchain_order()
+        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).open
+        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+                                      "confirmations": 1}], 1, NOW)
+        assert not d.open and d.refund == ["t:0"]
 
 
 ONCHAIN = dataclasses.replace(POLICY, onchain=True, min_onchain_payment_confirmations=1)
@@ -172,6 +259,14 @@ def onchain_order():
 
 
 class TestOnchain:
+    def test_refund_address_must_be_of_the_network(self):
+        from lsps.addresses import segwit_address_ok
+        with pytest.raises(LspsError) as e:
+            S.check_order(ONCHAIN, request(refund_onchain_address="bc1qnotregtest"),
+                          lambda a: segwit_address_ok(a, "regtest"))
+        assert e.value.code == -32602
+        assert e.value.data["property"] == "refund_onchain_address"
+
     def test_only_with_refund_address_and_enabled(self):
         assert S.new_order(CLIENT, S.check_order(ONCHAIN, request()), ONCHAIN, NOW)[
             "onchain"] is None
@@ -223,7 +318,7 @@ class TestOnchain:
 
     def test_lightning_paid_then_onchain_arrives(self):
         o = onchain_order()
-        S.on_htlc(o, "a/1", 102_500_000, 300, 100, NOW)
+        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
         d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                       "confirmations": 1}], 1, NOW)
         assert d.refund == ["t:0"] and not d.open

@@ -5,6 +5,20 @@ from lsps import lsps7_service as X
 from lsps.jsonrpc import LspsError
 
 NOW = 1_800_000_000_000
+
+
+MIN_CLTV = 10  # cltv-final plus the hold margin, as the runtime passes it
+SECRET = "5e" * 32
+
+
+def part(order, key, amount, cltv, **changes):
+    """An honest part of the order's invoice (as lightningd parsed the onion)."""
+    order["bolt11"].setdefault("payment_secret", SECRET)
+    fields = dict(key=key, amount_msat=amount, cltv_expiry=cltv, forward_msat=amount,
+                  outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
+                  payment_secret=order["bolt11"]["payment_secret"])
+    fields.update(changes)
+    return S.Part(**fields)
 POLICY = X.Policy(max_extension_blocks=1000, fee_base_sat=10, fee_ppm_per_block=2)
 
 
@@ -65,7 +79,8 @@ def test_extensions_add_up_and_are_idempotent():
     # Both created against expiry 5000; paid one after the other they add up.
     for o in orders:
         o["bolt11"]["invoice"] = "lnbcrt"
-        S.on_htlc(o, f"k/{o['order_id']}", o["order_total_sat"] * 1000, 900, 100, NOW)
+        paying = part(o, f"k/{o['order_id']}", o["order_total_sat"] * 1000, 900)
+        S.on_htlc(o, paying, 100, NOW, MIN_CLTV)
         assert o["bolt11"]["state"] == "HOLD"
         d = X.on_held(o, the_lease, NOW)
         assert d.settle and o["order_state"] == "COMPLETED" and o["bolt11"]["state"] == "PAID"

@@ -1,0 +1,240 @@
+"""Lsps1Service against a fake node: refunds exactly once, adoption of our own
+channel only, and no open for an order whose payment went back."""
+import hashlib
+
+from fakes import Dispatcher, MemoryRpc, Workers
+
+from lsps import lsps1_service as S
+from lsps import lsps7_service as X
+from lsps.lsps1 import ORDERS, Lsps1Service, payment_secret
+from lsps.store import Store
+
+CLIENT = "02" + "ab" * 32
+REFUND_TO = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw"
+REFUND_SCRIPT = "001487a87e0e17a80a2d2bd65c421a1090df8ed6cc9a"
+
+
+class FakeNode:
+    def __init__(self):
+        self.prepared = []
+        self.sent = []
+        self.wallet_txs = set()
+        self.outputs = []
+        self.channel_list = []
+        self.fundings = []
+        self.invoices = []
+        self.send_fails = False
+        self.counter = 0
+
+    def blockheight(self):
+        return 100
+
+    def network(self):
+        return "regtest"
+
+    def config(self, name):
+        return {"cltv-final": 18}.get(name)
+
+    def create_invoice(self, amount_msat, label, description, expiry, preimage=None,
+                       cltv=None):
+        self.invoices.append({"amount_msat": amount_msat, "preimage": preimage, "cltv": cltv})
+        return {"bolt11": f"lnbcrt-{label}",
+                "payment_hash": hashlib.sha256(bytes.fromhex(preimage)).hexdigest()}
+
+    def new_address(self):
+        return "bcrt1p-order-address"
+
+    def wallet_outputs(self):
+        return self.outputs
+
+    def refund_fee_sat(self):
+        return 200
+
+    def prepare_onchain(self, destination, amount_sat):
+        self.counter += 1
+        txid = f"{self.counter:064x}"
+        self.prepared.append((destination, amount_sat, txid))
+        return {"txid": txid, "psbt": "psbt-" + txid}
+
+    def send_prepared(self, txid):
+        if self.send_fails:
+            raise RuntimeError("lightningd forgot it")
+        self.sent.append(txid)
+        self.wallet_txs.add(txid)
+
+    def discard_prepared(self, txid, psbt):
+        self.prepared = [p for p in self.prepared if p[2] != txid]
+
+    def wallet_has_tx(self, txid):
+        return txid in self.wallet_txs
+
+    def sent_to(self, script, amount_sat):
+        return None
+
+    def channels(self, peer_id=None):
+        return [c for c in self.channel_list if peer_id in (None, c["peer_id"])]
+
+    def fund_channel(self, peer_id, amount_sat, announce, mindepth, push_msat=0):
+        self.fundings.append((peer_id, amount_sat))
+        return {"channel_id": f"new{len(self.fundings)}", "funding_outpoint": "f:0"}
+
+
+def make_service(node=None, rpc=None, connected=True):
+    node = node or FakeNode()
+    rpc = rpc or MemoryRpc()
+    timers = []
+    service = Lsps1Service(node, Store(lambda: rpc), S.Policy(onchain=True), Dispatcher(),
+                           lambda delay, fn: timers.append((delay, fn)),
+                           lambda peer: connected, 6, lambda msg, level: None,
+                           X.Policy(max_extension_blocks=100, fee_base_sat=0,
+                                    fee_ppm_per_block=1, order_valid_for_s=3600,
+                                    extend_any_channel=False, tokens=frozenset()))
+    service.workers = Workers()
+    service.start()
+    return service, node, rpc
+
+
+def place_order(service, refund=REFUND_TO):
+    params = {"lsp_balance_sat": "500000", "client_balance_sat": "0",
+              "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
+              "channel_expiry_blocks": 1000, "announce_channel": False}
+    if refund:
+        params["refund_onchain_address"] = refund
+    return service._do_create(CLIENT, params)
+
+
+def test_invoice_carries_our_preimage_and_cltv_room():
+    service, node, _ = make_service()
+    order = service.orders[place_order(service)["order_id"]]
+    preimage = bytes.fromhex(node.invoices[0]["preimage"])
+    assert order["bolt11"]["payment_secret"] == payment_secret(preimage)
+    assert node.invoices[0]["cltv"] == 18 + 6 + 2
+    # lightningd's rule: SHA256(preimage with byte 0 ^ 1)
+    flipped = bytes([preimage[0] ^ 1]) + preimage[1:]
+    assert payment_secret(preimage) == hashlib.sha256(flipped).hexdigest()
+
+
+def failed_order_with_output(service, node):
+    order = service.orders[place_order(service)["order_id"]]
+    node.outputs = [{"outpoint": "t:0", "address": order["onchain"]["address"],
+                     "amount_sat": 50_000, "blockheight": 100}]
+    service._scan_onchain(101)
+    with service.lock:
+        service._apply(order, S._refund(order, "test", 101, 0))
+    return order
+
+
+def test_two_blocks_at_once_send_one_refund():
+    service, node, _ = make_service()
+    order = failed_order_with_output(service, node)
+    service.on_block(102)  # the scan of each block asks for the refund again
+    service.on_block(103)
+    service.workers.run_all()
+    assert len(node.prepared) == 1 and len(node.sent) == 1
+    assert node.prepared[0][:2] == (REFUND_TO, 50_000 - 200)
+    assert order["onchain"]["refund_txid"] == node.sent[0]
+    service.on_block(104)
+    service.workers.run_all()
+    assert len(node.sent) == 1
+
+
+def test_a_refund_in_flight_is_not_started_again():
+    service, node, _ = make_service()
+    order = failed_order_with_output(service, node)
+    service.refunding.add(order["order_id"])  # another worker is sending it
+    service._send_refund(order["order_id"], ["t:0"])
+    assert node.prepared == []
+
+
+def test_crash_after_broadcast_recovers_by_txid_without_paying_again():
+    rpc = MemoryRpc()
+    service, node, _ = make_service(rpc=rpc)
+    order = failed_order_with_output(service, node)
+    # Crash right after txsend: the record has the txid, the refund is not marked sent.
+    prepared = node.prepare_onchain(REFUND_TO, 49_800)
+    order["onchain"]["refund_pending"] = {"outpoints": ["t:0"], "amount_sat": 49_800,
+                                          "txid": prepared["txid"], "psbt": prepared["psbt"]}
+    service._persist(order)
+    node.send_prepared(prepared["txid"])
+    service.workers.jobs.clear()
+    restarted, _, _ = make_service(node=node, rpc=rpc)
+    restarted.on_block(105)
+    restarted.workers.run_all()
+    assert node.sent == [prepared["txid"]]
+    assert restarted.orders[order["order_id"]]["onchain"]["refund_txid"] == prepared["txid"]
+
+
+def test_crash_before_broadcast_releases_and_sends_once():
+    rpc = MemoryRpc()
+    service, node, _ = make_service(rpc=rpc)
+    order = failed_order_with_output(service, node)
+    prepared = node.prepare_onchain(REFUND_TO, 49_800)
+    order["onchain"]["refund_pending"] = {"outpoints": ["t:0"], "amount_sat": 49_800,
+                                          "txid": prepared["txid"], "psbt": prepared["psbt"]}
+    service._persist(order)
+    service.workers.jobs.clear()
+    node.send_fails = True  # lightningd restarted: it no longer knows the prepared tx
+    restarted, _, _ = make_service(node=node, rpc=rpc)
+    restarted._send_refund(order["order_id"], ["t:0"])
+    assert node.sent == [] and prepared["txid"] not in [p[2] for p in node.prepared]
+    node.send_fails = False
+    restarted._send_refund(order["order_id"], ["t:0"])
+    assert len(node.sent) == 1
+    stored = rpc.call("listdatastore", {"key": ["clnlsp", ORDERS, order["order_id"]]})
+    assert node.sent[0] in stored["datastore"][0]["string"]
+
+
+def test_refunded_order_does_not_open_when_the_client_comes_back():
+    service, node, _ = make_service(connected=False)
+    order = service.orders[place_order(service, refund=None)["order_id"]]
+    height = 100
+    part = S.Part(key="a/1", amount_msat=order["order_total_sat"] * 1000, cltv_expiry=130,
+                  forward_msat=order["order_total_sat"] * 1000, outgoing_cltv=130,
+                  total_msat=order["order_total_sat"] * 1000,
+                  payment_secret=order["bolt11"]["payment_secret"])
+    answers = []
+    service.on_htlc({"forward_msat": part.forward_msat, "outgoing_cltv_value": 130,
+                     "total_msat": part.total_msat, "payment_secret": part.payment_secret},
+                    {"short_channel_id": "a", "id": 1, "amount_msat": part.amount_msat,
+                     "cltv_expiry": 130, "cltv_expiry_relative": 130 - height,
+                     "payment_hash": order["bolt11"]["payment_hash"]}, answers.append)
+    assert order["bolt11"]["state"] == "HOLD" and order.get("_waiting_peer")
+    service.on_block(124)  # margin reached: failed back
+    assert answers and answers[0]["result"] == "fail"
+    service.on_connect(CLIENT)
+    service.workers.run_all()
+    assert node.fundings == [] and order["order_state"] == "FAILED"
+
+
+def test_settles_with_resolve_and_our_preimage():
+    service, node, _ = make_service()
+    order = service.orders[place_order(service, refund=None)["order_id"]]
+    total = order["order_total_sat"] * 1000
+    answers = []
+    service.on_htlc({"forward_msat": total, "outgoing_cltv_value": 200, "total_msat": total,
+                     "payment_secret": order["bolt11"]["payment_secret"]},
+                    {"short_channel_id": "a", "id": 1, "amount_msat": total,
+                     "cltv_expiry": 200, "cltv_expiry_relative": 100,
+                     "payment_hash": order["bolt11"]["payment_hash"]}, answers.append)
+    service.workers.run_all()
+    assert node.fundings == [(CLIENT, 500_000)]
+    assert answers == [{"result": "resolve", "payment_key": order["bolt11"]["preimage"]}]
+
+
+def test_adopts_only_a_channel_of_its_own_size_that_nobody_claims():
+    service, node, _ = make_service()
+    order = service.orders[place_order(service, refund=None)["order_id"]]
+    order["pre_channels"] = []
+    mine = {"channel_id": "c-mine", "peer_id": CLIENT, "opener": "local",
+            "funding_outpoint": "m:0", "capacity_sat": 500_000}
+    manual = dict(mine, channel_id="c-manual", capacity_sat=123_456)
+    jit = dict(mine, channel_id="c-jit")
+    node.channel_list = [manual, jit]
+    service.claimed_elsewhere = lambda cid: cid == "c-jit"
+    assert service._adopt(order) is None
+    node.channel_list.append(mine)
+    assert service._adopt(order)["channel_id"] == "c-mine"
+    other = service.orders[place_order(service, refund=None)["order_id"]]
+    other["pre_channels"] = []
+    order["channel_id"] = "c-mine"  # taken by the first order
+    assert service._adopt(other) is None
