@@ -253,6 +253,7 @@ def init(options, configuration, plugin, **kwargs):
             plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"),
             close_expired=bool(plugin.get_option("lsp-lsps1-close-expired")))
         state["lsps1_service"].claimed_elsewhere = state["lsps2_service"].claims
+        state["lsps2_service"].claimed_elsewhere = state["lsps1_service"].claims
     state["client_workers"] = ThreadPoolExecutor(max_workers=4,
                                                  thread_name_prefix="clnlsp-client")
     # Client commands run on workers and wait there for the LSP's answer.
@@ -455,7 +456,7 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
             orders.on_htlc(onion, htlc, respond)
             return
         client = state.get("lsps2_client")
-        result = client.on_htlc(onion, htlc) if client is not None else None
+        result = client.on_htlc(onion, htlc, kwargs.get("peer_id")) if client else None
         respond(result or htlc_continue())
     except Exception as e:  # never leave an HTLC without an answer
         plugin.log(f"htlc_accepted not handled ({owner or 'no owner'}): {e!r}", "warn")

@@ -12,6 +12,7 @@ from typing import Any, Callable, List, Optional
 
 from pyln.client import LightningRpc, RpcError
 
+from bolt12ext import tlv
 from bolt12ext.tlv import bigsize
 
 from . import jsonrpc
@@ -72,6 +73,19 @@ def htlc_continue(payload: Optional[str] = None, forward_to: Optional[str] = Non
 
 def htlc_fail(failure_message_hex: str) -> dict:
     return {"result": "fail", "failure_message": failure_message_hex}
+
+
+def payload_is_blinded(payload_hex: Optional[str]) -> bool:
+    """Does this onion payload carry encrypted_recipient_data (TLV 10): a hop of a
+    blinded path, whose forward amount lightningd took from the encrypted relay?"""
+    if not payload_hex:
+        return False
+    try:
+        raw = bytes.fromhex(payload_hex)
+        length, pos = tlv.read_bigsize(raw, 0)
+        return 10 in tlv.parse_stream(raw[pos:pos + length])
+    except (ValueError, tlv.DecodeError):
+        return False
 
 
 def htlc_failure_for(owner: str, htlc: dict) -> dict:
@@ -239,6 +253,16 @@ class ClnNode:
                                refused_by_peer=code not in _LSP_SIDE_FUNDING_ERRORS) from None
         return {"channel_id": result["channel_id"],
                 "funding_outpoint": f"{result['txid']}:{result['outnum']}"}
+
+    def cancel_open(self, peer_id: str) -> None:
+        """End an open to this peer that is stuck (fundchannel has no timeout): cancel
+        it, and disconnect the peer so lightningd gives back the reserved inputs."""
+        for method, params in (("fundchannel_cancel", {"id": peer_id}),
+                               ("disconnect", {"id": peer_id, "force": True})):
+            try:
+                self.rpc().call(method, params)
+            except RpcError as e:
+                self.log(f"{method} {peer_id}: {e}", "debug")
 
     def close_channel(self, channel_id: str) -> None:
         """Mutual close, unilateral after lightningd's default timeout."""

@@ -18,7 +18,15 @@ from . import bolt11
 from . import lsps2_client as C
 from . import lsps2_service as S
 from .client import ClientError
-from .cln import ClnNode, FundingError, htlc_continue, htlc_fail, msat
+from .cln import (
+    ClnNode,
+    FundingError,
+    htlc_continue,
+    htlc_fail,
+    htlc_height,
+    msat,
+    payload_is_blinded,
+)
 from .jsonrpc import LspsError
 from .lsps2_proto import (
     EXTRA_FEE_TLV,
@@ -37,9 +45,9 @@ from .store import Store
 
 SESSIONS = "lsps2-sessions"
 PURCHASES = "lsps2-purchases"
-# After a restart, lightningd replays htlc_accepted for every unresolved HTLC;
-# parts of a persisted session that have not come back by then are gone.
-REPLAY_GRACE_S = 15
+# Channel opens in flight at once (one per peer); apart from request handling so
+# stalled peers never hold up lsps2.buy.
+MAX_OPENS = 16
 # Unpaid JIT sessions one peer may hold at once (each is a stored record).
 MAX_ACTIVE_SESSIONS_PER_PEER = 20
 # Finished sessions stay visible to the operator this long after valid_until.
@@ -62,7 +70,13 @@ class Lsps2Service:
         self.sessions: Dict[str, dict] = {}          # scid string -> session
         self.waiting: Dict[str, Responder] = {}      # part key -> hook responder
         self.ready_waiters: Dict[str, str] = {}      # channel_id -> scid
+        self.funding: Dict[str, str] = {}            # client id -> scid of its open in flight
+        self.queued: Dict[str, List[str]] = {}       # client id -> scids waiting to open
+        # Channels another service owns (LSPS1 orders): never adopted.
+        self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
+        self.openers = ThreadPoolExecutor(max_workers=MAX_OPENS,
+                                          thread_name_prefix="clnlsp-lsps2-open")
         dispatcher.register(MethodSpec("lsps2.get_info", 2, self._get_info,
                                        optional=frozenset({"token"})))
         dispatcher.register(MethodSpec("lsps2.buy", 2, self._buy,
@@ -71,33 +85,17 @@ class Lsps2Service:
 
     # --- start-up ------------------------------------------------------------
     def start(self) -> None:
+        """Persisted parts stay until lightningd replays them or their CLTV margin
+        fails them (on_block); an open cut short by the restart resumes at once,
+        adopting the channel it made or the one it recorded, never funding twice."""
         loaded = self.store.list(SESSIONS)
         with self.lock:
             self.sessions.update(loaded)
             self._prune()
             for session in loaded.values():
-                for p in session["parts"]:
-                    p["replayed"] = False
                 self._arm_deadline(session)
-        self.schedule(REPLAY_GRACE_S, self._after_replay)
-
-    def _after_replay(self) -> None:
-        """Drop persisted parts lightningd did not replay; resume opens."""
-        with self.lock:
-            for session in self.sessions.values():
-                gone = [p for p in session["parts"] if not p.get("replayed", True)]
-                if not gone:
-                    if session["state"] == S.OPENING and session["channel_id"] is None:
-                        self._resume_open(session)
-                    continue
-                session["parts"] = [p for p in session["parts"] if p.get("replayed", True)]
-                if not session["parts"] and session["state"] in (S.COLLECTING, S.OPENING):
-                    session["state"] = S.WAITING
-                    session["first_part_ms"] = None
-                    session["payment_hash"] = None
-                self._persist(session)
-                if session["state"] == S.OPENING and session["channel_id"] is None:
-                    self._resume_open(session)
+                if session["state"] == S.OPENING and self.is_connected(session["client_id"]):
+                    self._start_open(session)  # else when the client connects
 
     # --- LSPS2 methods -----------------------------------------------------------
     def _get_info(self, call) -> dict:
@@ -171,20 +169,28 @@ class Lsps2Service:
         part = {"key": key, "payment_hash": htlc["payment_hash"],
                 "amount_msat": msat(htlc["amount_msat"]),
                 "forward_msat": msat(onion["forward_msat"]),
-                "cltv_expiry": htlc["cltv_expiry"], "payload": onion["payload"]}
+                "outgoing_cltv": onion["outgoing_cltv_value"],
+                "cltv_expiry": htlc["cltv_expiry"], "height": htlc_height(htlc),
+                "blinded": payload_is_blinded(onion["payload"]), "payload": onion["payload"]}
+        policy = self.core.policy
         with self.lock:
             session = self.sessions[scid]
-            known = next((p for p in session["parts"] if p["key"] == key), None)
-            if known is not None:
-                known["replayed"] = True
             self.waiting[key] = respond
-            decision = S.on_htlc(session, part, now_ms(), self.is_connected(session["client_id"]))
+            why = S.refusal(session, part, policy.cltv_expiry_delta, policy.htlc_expiry_margin)
+            decision = S.on_htlc(session, part, now_ms(), self.is_connected(session["client_id"]),
+                                 policy.cltv_expiry_delta, policy.htlc_expiry_margin)
+            if why and key in decision.fail:
+                self.log(f"lsps2: HTLC {key} to {scid} refused: {why}", "info")
             self._apply(session, decision)
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:
             for session in self.sessions.values():
-                if session["client_id"] == peer_id:
+                if session["client_id"] != peer_id:
+                    continue
+                if session["state"] == S.OPENING and peer_id not in self.funding:
+                    self._start_open(session)  # an open cut short by a restart
+                else:
                     self._apply(session, S.on_client_connected(session, now_ms()))
 
     def on_block(self, height: int) -> None:
@@ -203,14 +209,17 @@ class Lsps2Service:
 
     def on_forward_event(self, scid_out: Optional[str], in_channel: Optional[str],
                          in_htlc_id: Optional[int], status: str) -> None:
-        """forward_event: a forwarded part settled, so the purchase is done."""
-        if status != "settled" or in_channel is None or in_htlc_id is None:
+        """forward_event: a fee-bearing part settled (the purchase is paid) or
+        failed downstream (the fee is still owed by the next payment)."""
+        if status not in ("settled", "failed", "local_failed") or in_channel is None \
+                or in_htlc_id is None:
             return
         key = S.part_key(in_channel, in_htlc_id)
         with self.lock:
             for session in self.sessions.values():
-                if S.on_part_resolved(session, key, True, now_ms()):
+                if S.on_part_resolved(session, key, status == "settled", now_ms()):
                     self._persist(session)
+                    self._arm_deadline(session)
 
     # --- decisions ----------------------------------------------------------
     def _apply(self, session: dict, d: S.Decision) -> None:
@@ -234,7 +243,9 @@ class Lsps2Service:
     def _forward_result(self, session: dict, key: str, amount: int, fee: int) -> dict:
         part = next((p for p in session["parts"] if p["key"] == key), None)
         payload_hex = part["payload"] if part else None
-        if payload_hex is None:
+        if payload_hex is None or (part and part.get("blinded")):
+            # A blinded part is forwarded as lightningd decrypted it (its relay
+            # already took the fee); its payload cannot be rewritten.
             return htlc_continue(forward_to=session["channel_id"])
         records = parse_tlv_stream(strip_length_prefix(bytes.fromhex(payload_hex)))
         records[2] = tu64(amount)
@@ -244,33 +255,70 @@ class Lsps2Service:
                              extra_tlvs=extra.hex() if extra else None)
 
     def _start_open(self, session: dict) -> None:
-        session["pre_channels"] = [c["channel_id"] for c in
-                                   self.node.channels(session["client_id"])]
-        self._persist(session)
-        self.workers.submit(self._open, session["scid"])
+        """Caller holds the lock. A session funds at most one channel: once funded
+        it is reused (after an open timeout, a CLTV failure or a restart); one open
+        per peer at a time, on the open pool."""
+        scid, client = session["scid"], session["client_id"]
+        funded = session["channel_id"] or session.get("opening_channel_id")
+        if funded:
+            self.openers.submit(self._await_ready, scid, funded)
+            return
+        if client in self.funding:
+            if scid != self.funding[client] and scid not in self.queued.get(client, []):
+                self.queued.setdefault(client, []).append(scid)
+            return
+        self.funding[client] = scid
+        self.openers.submit(self._open, scid)
 
-    def _resume_open(self, session: dict) -> None:
-        """OPENING after a restart: adopt a channel the open made, else retry."""
+    def _adopt(self, session: dict) -> Optional[str]:
+        """A channel an open of this session made before it was cut short: opened
+        by us to the client after the open was marked, and nobody else's."""
         pre = set(session.get("pre_channels") or [])
         for c in self.node.channels(session["client_id"]):
-            if c["channel_id"] not in pre and c["opener"] == "local" and \
-                    c["state"] in ("CHANNELD_AWAITING_LOCKIN", "CHANNELD_NORMAL"):
-                self.log(f"lsps2: {session['scid']} adopts channel {c['channel_id']} "
-                         "opened before the restart", "info")
-                self._await_ready(session["scid"], c["channel_id"])
-                return
-        self.workers.submit(self._open, session["scid"])
+            if c["channel_id"] in pre or c["opener"] != "local" or c["state"] not in (
+                    "CHANNELD_AWAITING_LOCKIN", "CHANNELD_NORMAL"):
+                continue
+            if self.claims(c["channel_id"]) or self.claimed_elsewhere(c["channel_id"]):
+                continue
+            self.log(f"lsps2: {session['scid']} adopts channel {c['channel_id']}", "info")
+            return c["channel_id"]
+        return None
 
     def _open(self, scid: str) -> None:
         with self.lock:
             session = self.sessions[scid]
+            client = session["client_id"]
+        channel_id = None
+        try:
             if session["state"] != S.OPENING:
                 return
-            client = session["client_id"]
-            size = sum(p["forward_msat"] for p in session["parts"])
-            if session["payment_size_msat"] is not None:
-                size = max(size, session["payment_size_msat"])
+            if session.get("pre_channels") is None:
+                # Write-ahead: the open is marked before it starts.
+                pre = [c["channel_id"] for c in self.node.channels(client)]
+                with self.lock:
+                    session["pre_channels"] = pre
+                    self._persist(session)
+            else:
+                channel_id = self._adopt(session)
+            if channel_id is None:
+                channel_id = self._fund(session)
+            if channel_id is None:
+                return
+        finally:
+            self._open_done(client)
+        self._await_ready(scid, channel_id)
+
+    def _fund(self, session: dict) -> Optional[str]:
+        """fundchannel with a deadline: a peer that never answers is cut off when
+        it passes, which frees its wallet inputs and this worker."""
+        scid, client = session["scid"], session["client_id"]
+        # Sized from the purchase, never from an onion value.
+        if session["payment_size_msat"] is not None:
+            size = session["payment_size_msat"]
+        else:
+            size = sum(S.counted_msat(p) for p in session["parts"])
         amount_sat = max(self.core.policy.min_channel_sat, (size // 1000) * 2 + 10_000)
+        self.schedule(self.core.policy.open_timeout_s, lambda: self._open_deadline(scid, client))
         try:
             # Zero-conf, unannounced, scid-alias (bLIP-52).
             channel_id = self.node.fund_channel(client, amount_sat, announce=False,
@@ -280,18 +328,46 @@ class Lsps2Service:
             with self.lock:
                 self._apply(session, S.on_open_failed(session, e.refused_by_peer, str(e),
                                                       now_ms()))
-            return
+            return None
         except Exception as e:
             self.log(f"lsps2: opening for {scid} failed: {e!r}", "warn")
             with self.lock:
                 self._apply(session, S.on_open_failed(session, False, repr(e), now_ms()))
-            return
-        self._await_ready(scid, channel_id)
+            return None
+        with self.lock:
+            session["opening_channel_id"] = channel_id
+            self._persist(session)
+        return channel_id
+
+    def _open_deadline(self, scid: str, client: str) -> None:
+        with self.lock:
+            session = self.sessions.get(scid)
+            stalled = self.funding.get(client) == scid and session is not None and \
+                not session.get("opening_channel_id")
+        if stalled:
+            self.log(f"lsps2: open for {scid} to {client} passed its deadline: cancelled",
+                     "warn")
+            self.node.cancel_open(client)
+
+    def _open_done(self, client: str) -> None:
+        """The peer's open is over: start the next session of that peer waiting."""
+        with self.lock:
+            self.funding.pop(client, None)
+            queue = self.queued.get(client) or []
+            while queue:
+                session = self.sessions.get(queue.pop(0))
+                if session is not None and session["state"] == S.OPENING:
+                    self._start_open(session)
+                    break
+            if not queue:
+                self.queued.pop(client, None)
 
     def _await_ready(self, scid: str, channel_id: str) -> None:
         with self.lock:
-            self.sessions[scid]["opening_channel_id"] = channel_id
-            self._persist(self.sessions[scid])
+            session = self.sessions[scid]
+            if session.get("opening_channel_id") != channel_id:
+                session["opening_channel_id"] = channel_id
+                self._persist(session)
             self.ready_waiters[channel_id] = scid
         # The state may have changed before we started listening.
         for c in self.node.channels():
@@ -453,6 +529,7 @@ class Lsps2Client:
             buy_params["payment_size_msat"] = str(amount_msat)
         bought = C.parse_buy_result(lsp_id, self._request(lsp_id, "lsps2.buy", buy_params))
 
+        pre_channels = [c["channel_id"] for c in self.node.channels(lsp_id)]
         expiry_s = C.invoice_expiry(choice.params, now_ms(), expiry)
         label = label or f"clnlsp-lsps2-{secrets.token_hex(8)}"
         invoice = self.node.create_invoice(amount_msat, label, description, expiry_s)
@@ -468,6 +545,7 @@ class Lsps2Client:
             "client_trusts_lsp": bought["client_trusts_lsp"],
             "opening_fee_params": choice.params.wire(),
             "payment_size_msat": amount_msat, "opening_fee_msat": choice.fee_msat,
+            "max_fee_msat": max_fee_msat, "pre_channels": pre_channels, "jit_channel_id": None,
             "valid_until": choice.params.valid_until_ms // 1000,
             "expires_at": invoice["expires_at"], "state": C.WAITING,
             "created_at": start // 1000,
@@ -490,22 +568,45 @@ class Lsps2Client:
             return any(p["lsp_id"] == peer_id and p["state"] == C.WAITING
                        and p["valid_until"] > now for p in self.purchases.values())
 
-    def on_htlc(self, onion: dict, htlc: dict) -> Optional[dict]:
-        """A hook answer for an HTLC of one of our JIT invoices, else None."""
+    def on_htlc(self, onion: dict, htlc: dict, peer_id: Optional[str] = None) -> Optional[dict]:
+        """A hook answer for an HTLC of one of our JIT invoices, else None (then
+        lightningd's own checks apply: a short HTLC from anyone else fails)."""
         with self.lock:
             purchase = self.purchases.get(htlc["payment_hash"])
             if purchase is None or onion.get("short_channel_id"):
+                return None
+            if peer_id != purchase["lsp_id"]:
+                self.log(f"lsps2: HTLC for {htlc['payment_hash']} from {peer_id}, not from "
+                         f"the LSP {purchase['lsp_id']}: not taken as a JIT part", "info")
                 return None
             fees = self.seen_fees.setdefault(htlc["payment_hash"], {})
             verdict = C.check_jit_htlc(
                 purchase, S.part_key(htlc["short_channel_id"], htlc["id"]),
                 msat(htlc["amount_msat"]), onion["payload"], htlc.get("extra_tlvs"),
-                fees, now_ms())
+                fees, now_ms(),
+                over_jit_channel=lambda: self._jit_channel(purchase, htlc["short_channel_id"]))
         if not verdict.accept:
             self.log(f"lsps2: HTLC for {htlc['payment_hash']} not taken as a JIT part: "
                      f"{verdict.reason}", "info")
             return None
         return htlc_continue(payload=verdict.payload, invoice_msat=verdict.invoice_msat)
+
+    def _jit_channel(self, purchase: dict, incoming_scid: str) -> bool:
+        """Is this the channel the LSP opened for the purchase? The first channel the
+        LSP opened to us after the buy; bound (and persisted) on first use."""
+        channel = next((c for c in self.node.channels(purchase["lsp_id"])
+                        if incoming_scid in c["scids"]), None)
+        if channel is None or channel["opener"] != "remote":
+            return False
+        if purchase.get("jit_channel_id") is not None:
+            return channel["channel_id"] == purchase["jit_channel_id"]
+        if "pre_channels" not in purchase:  # bought before channels were recorded
+            return True
+        if channel["channel_id"] in purchase["pre_channels"]:
+            return False
+        purchase["jit_channel_id"] = channel["channel_id"]
+        self.store.put(PURCHASES, purchase["payment_hash"], purchase)
+        return True
 
     def on_invoice_paid(self, label: str) -> None:
         with self.lock:

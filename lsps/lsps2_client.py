@@ -6,7 +6,7 @@ to do."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .client import BAD_RESPONSE, ClientError
 from .lsps2_proto import (
@@ -132,13 +132,16 @@ FEE_MEMORY_MS = 120_000
 
 def check_jit_htlc(purchase: dict, htlc_key: str, amount_msat: int, onion_payload_hex: str,
                    extra_tlvs_hex: Optional[str], seen_fees: Dict[str, tuple],
-                   now_ms: int) -> HtlcVerdict:
+                   now_ms: int, over_jit_channel: Callable[[], bool] = lambda: True
+                   ) -> HtlcVerdict:
     """Accept a part of the JIT payment the LSP forwarded with its fee deducted.
 
     The part must be `onion amount - extra_fee`, and the extra fees of all
     parts (`seen_fees`, keyed by HTLC, updated here) must stay within the fee
-    the chosen params promise. The onion payload is rewritten to what
-    actually arrived so lightningd's final-hop checks pass."""
+    the chosen params promise and the buyer's max_fee_msat. A part with a fee
+    taken must come over the channel the LSP opened for this purchase
+    (`over_jit_channel`, asked only then). The onion payload is rewritten to
+    what actually arrived so lightningd's final-hop checks pass."""
     try:
         records = parse_tlv_stream(strip_length_prefix(bytes.fromhex(onion_payload_hex)))
         onion_amount = read_tu64(records[2])
@@ -157,11 +160,16 @@ def check_jit_htlc(purchase: dict, htlc_key: str, amount_msat: int, onion_payloa
     params = OpeningFeeParams.from_json(purchase["opening_fee_params"])
     size = purchase.get("payment_size_msat")
     fee = purchase.get("opening_fee_msat") if size is not None else params.fee_for(onion_amount)
+    max_fee = purchase.get("max_fee_msat")
+    if fee is not None and max_fee is not None and fee > max_fee:
+        return HtlcVerdict(False, f"opening fee {fee} above max_fee_msat {max_fee}")
     for key in [k for k, (_, at) in seen_fees.items() if now_ms - at > FEE_MEMORY_MS]:
         del seen_fees[key]
     total_fees = extra_fee + sum(f for k, (f, _) in seen_fees.items() if k != htlc_key)
     if fee is None or total_fees > fee:
         return HtlcVerdict(False, f"extra fees {total_fees} exceed the promised fee {fee}")
+    if extra_fee and not over_jit_channel():
+        return HtlcVerdict(False, "fee taken on a channel the LSP did not open for this purchase")
     seen_fees[htlc_key] = (extra_fee, now_ms)
 
     if size is None:

@@ -174,43 +174,83 @@ def _fail_all(session: dict, code: str, reason: str, now_ms: int) -> Decision:
     return d
 
 
-def on_htlc(session: dict, part: dict, now_ms: int, client_connected: bool) -> Decision:
+def counted_msat(part: dict) -> int:
+    """What a part brings towards the payment: the money that arrives, never more
+    than the onion asks us to forward (a blinded part: what the payer sent, since
+    lightningd already took the fee out of its forward amount)."""
+    if part.get("blinded"):
+        return part["amount_msat"]
+    return min(part["amount_msat"], part["forward_msat"])
+
+
+def skim_msat(part: dict) -> int:
+    """What lightningd leaves us of a blinded part (amount − the relay's forward)."""
+    return part["amount_msat"] - part["forward_msat"]
+
+
+def refusal(session: dict, part: dict, cltv_delta: int, margin: int) -> Optional[str]:
+    """Why this part cannot be forwarded through the JIT channel with the fee
+    deducted (checked before anything is held or opened), or None. `part` also
+    carries the onion's outgoing_cltv, the height and `blinded`."""
+    if part["amount_msat"] < part["forward_msat"]:
+        return f"HTLC carries {part['amount_msat']} msat, the onion asks {part['forward_msat']}"
+    if part["cltv_expiry"] - part["outgoing_cltv"] < cltv_delta:
+        return f"CLTV delta below lsp_cltv_expiry_delta {cltv_delta}"
+    if part["cltv_expiry"] - part["height"] <= cltv_delta + margin:
+        return "CLTV expiry too close"
+    if session["state"] not in (WAITING, COLLECTING):
+        return None  # no set is being collected: the size does not apply
+    limit = session["payment_size_msat"]
+    if limit is None:
+        limit = OpeningFeeParams.from_json(session["params"]).max_payment_size_msat
+    if sum(counted_msat(p) for p in session["parts"]) + counted_msat(part) > limit:
+        return f"parts above the payment size {limit}"
+    if session["parts"] and bool(session["parts"][0].get("blinded")) != bool(part.get("blinded")):
+        return "blinded and plain parts in one payment"
+    return None
+
+
+def on_htlc(session: dict, part: dict, now_ms: int, client_connected: bool,
+            cltv_delta: int, margin: int) -> Decision:
     """An HTLC whose next hop is this session's jit scid.
 
-    `part`: key, payment_hash, amount_msat (incoming), forward_msat (onion),
-    cltv_expiry. Replays of a part we already hold are held again."""
+    `part`: key, payment_hash, amount_msat (incoming), forward_msat and
+    outgoing_cltv (onion), cltv_expiry, height, blinded. Replays of a part we
+    already hold are held again (or forwarded as decided)."""
     state = session["state"]
-    known = next((p for p in session["parts"] if p["key"] == part["key"]), None)
+    key = part["key"]
+    known = next((p for p in session["parts"] if p["key"] == key), None)
     if known is not None:
-        forward = session["forwards"].get(part["key"])
+        forward = session["forwards"].get(key)
         if forward is not None:
-            return Decision(forward={part["key"]: tuple(forward)})
-        return Decision(hold=[part["key"]])
-
-    if state in (FORWARDING, DONE) and session["channel_id"]:
-        if now_ms < session["valid_until_ms"]:
-            # Later payments over the new channel: no fee.
-            return Decision(forward={part["key"]: (part["forward_msat"], 0)})
-        return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
+            return Decision(forward={key: tuple(forward)})
+        return Decision(hold=[key])
     if state == FAILED or now_ms >= session["valid_until_ms"]:
-        return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
-    if state == OPENING:
-        # The set is complete and being delivered; anything more is extra.
-        return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
+        return Decision(fail={key: UNKNOWN_NEXT_PEER})
+    if refusal(session, part, cltv_delta, margin) is not None:
+        return Decision(fail={key: UNKNOWN_NEXT_PEER})
+    if state == DONE and session["channel_id"]:
+        # The opening fee is paid: later payments over the new channel, no fee.
+        return Decision(forward={key: (part["forward_msat"], 0)})
+    if state in (OPENING, FORWARDING, DONE):
+        # A set is being delivered; anything more is extra.
+        return Decision(fail={key: TEMPORARY_CHANNEL_FAILURE})
 
     params = OpeningFeeParams.from_json(session["params"])
     mpp = session["payment_size_msat"] is not None
     if session["payment_hash"] not in (None, part["payment_hash"]):
-        return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
+        return Decision(fail={key: UNKNOWN_NEXT_PEER})
 
     if not mpp:
         if session["parts"]:
-            return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
-        size = part["forward_msat"]
+            return Decision(fail={key: UNKNOWN_NEXT_PEER})
+        size = counted_msat(part)
         fee = params.fee_for(size)
         if (fee is None or fee + 1 > size or size < params.min_payment_size_msat
                 or size > params.max_payment_size_msat):
-            return Decision(fail={part["key"]: UNKNOWN_NEXT_PEER})
+            return Decision(fail={key: UNKNOWN_NEXT_PEER})
+        if part.get("blinded") and skim_msat(part) < fee:
+            return Decision(fail={key: UNKNOWN_NEXT_PEER})  # the path does not pay the fee
         session["opening_fee_msat"] = fee
 
     session["parts"].append({**part, "arrived_ms": now_ms})
@@ -220,22 +260,27 @@ def on_htlc(session: dict, part: dict, now_ms: int, client_connected: bool) -> D
     session["state"] = COLLECTING
     session["updated_ms"] = now_ms
 
-    total = sum(p["forward_msat"] for p in session["parts"])
-    target = session["payment_size_msat"] if mpp else total
-    d = Decision(hold=[part["key"]], changed=True)
-    if total >= target and client_connected:
+    d = Decision(hold=[key], changed=True)
+    if _complete(session) and part.get("blinded") and \
+            sum(skim_msat(p) for p in session["parts"]) < (session["opening_fee_msat"] or 0):
+        return _fail_all(session, UNKNOWN_NEXT_PEER, "blinded parts do not pay the fee", now_ms)
+    if _complete(session) and client_connected:
         session["state"] = OPENING
         d.open = True
     return d
+
+
+def _complete(session: dict) -> bool:
+    total = sum(counted_msat(p) for p in session["parts"])
+    target = session["payment_size_msat"]
+    return bool(session["parts"]) and (target is None or total >= target)
 
 
 def on_client_connected(session: dict, now_ms: int) -> Decision:
     """A complete set waiting for the client to come online."""
     if session["state"] != COLLECTING or now_ms >= session["valid_until_ms"]:
         return Decision()
-    total = sum(p["forward_msat"] for p in session["parts"])
-    target = session["payment_size_msat"] if session["payment_size_msat"] is not None else total
-    if session["parts"] and total >= target:
+    if _complete(session):
         session["state"] = OPENING
         session["updated_ms"] = now_ms
         return Decision(open=True, changed=True)
@@ -294,14 +339,23 @@ def on_channel_ready(session: dict, channel_id: str, htlc_minimum_msat: int,
     session["channel_id"] = channel_id
     parts = session["parts"]
     fee = session["opening_fee_msat"] or 0
-    shares = split_fee([p["forward_msat"] for p in parts], fee, htlc_minimum_msat)
+    if parts and parts[0].get("blinded"):
+        # lightningd forwards what the encrypted relay says: the skim is our fee.
+        d = Decision(changed=True)
+        for p in parts:
+            session["forwards"][p["key"]] = [p["forward_msat"], skim_msat(p)]
+            d.forward[p["key"]] = (p["forward_msat"], skim_msat(p))
+        session["state"] = FORWARDING
+        session["updated_ms"] = now_ms
+        return d
+    shares = split_fee([counted_msat(p) for p in parts], fee, htlc_minimum_msat)
     if shares is None:
         d = _fail_all(session, UNKNOWN_NEXT_PEER, "too many parts to deduct the fee", now_ms)
         session["channel_id"] = channel_id
         return d
     d = Decision(changed=True)
     for p, share in zip(parts, shares, strict=True):
-        forward = (p["forward_msat"] - share, share)
+        forward = (counted_msat(p) - share, share)
         session["forwards"][p["key"]] = list(forward)
         d.forward[p["key"]] = forward
     session["state"] = FORWARDING
@@ -310,11 +364,28 @@ def on_channel_ready(session: dict, channel_id: str, htlc_minimum_msat: int,
 
 
 def on_part_resolved(session: dict, key: str, settled: bool, now_ms: int) -> bool:
-    """A forwarded part settled or failed downstream; True if the session changed."""
+    """A forwarded part settled or failed downstream; True if the session changed.
+
+    The opening fee is paid only when a part that carried it settles. When every
+    part of the forwarded set has failed (the client refused it), the fee is still
+    owed: the session collects again and the next set pays it, over the channel
+    already opened."""
     if session["state"] != FORWARDING or key not in session["forwards"]:
         return False
     if settled:
         session["state"] = DONE
         session["updated_ms"] = now_ms
         return True
-    return False
+    session["parts"] = [p for p in session["parts"] if p["key"] != key]
+    del session["forwards"][key]
+    if not session["parts"]:
+        session["failures"].append({"at_ms": now_ms, "reason": "the client failed the "
+                                    "forwarded payment; the opening fee is still owed",
+                                    "parts": 1})
+        session["state"] = WAITING
+        session["payment_hash"] = None
+        session["first_part_ms"] = None
+        if session["payment_size_msat"] is None:
+            session["opening_fee_msat"] = None
+    session["updated_ms"] = now_ms
+    return True

@@ -180,3 +180,61 @@ def test_invoice_expiry_ends_before_valid_until():
         C.choose([late], None, NOW, 144, None)
     assert C.invoice_expiry(OpeningFeeParams.from_json(entry(valid_for_ms=121_000)),
                             NOW, None) == 61
+
+
+class TestJitHtlcFromWhom:
+    """Issue 11 item 11: a fee-deducted HTLC only within max_fee_msat and only over
+    the channel the LSP opened for the purchase."""
+
+    def test_fee_above_max_fee_refused_in_both_modes(self):
+        fixed = dict(TestJitHtlc.fixed, max_fee_msat=29_999)
+        assert "max_fee_msat" in C.check_jit_htlc(
+            fixed, "a/1", 970_000, onion(1_000_000, 3_000_000), fee_tlv(30_000), {},
+            NOW).reason
+        variable = dict(TestJitHtlc.variable, max_fee_msat=49_999)
+        assert not C.check_jit_htlc(variable, "a/1", 4_950_000, onion(5_000_000, 5_000_000),
+                                    fee_tlv(50_000), {}, NOW).accept
+        variable["max_fee_msat"] = 50_000
+        assert C.check_jit_htlc(variable, "a/1", 4_950_000, onion(5_000_000, 5_000_000),
+                                fee_tlv(50_000), {}, NOW).accept
+
+    def test_fee_over_another_channel_refused(self):
+        v = C.check_jit_htlc(TestJitHtlc.fixed, "a/1", 970_000, onion(1_000_000, 3_000_000),
+                             fee_tlv(30_000), {}, NOW, over_jit_channel=lambda: False)
+        assert not v.accept and "did not open" in v.reason
+        # a part with no fee taken needs no such channel
+        assert C.check_jit_htlc(TestJitHtlc.fixed, "a/2", 2_000_000,
+                                onion(2_000_000, 3_000_000), None, {}, NOW,
+                                over_jit_channel=lambda: False).accept
+
+
+class _Node:
+    def __init__(self, channels):
+        self.list = channels
+
+    def channels(self, peer_id=None):
+        return self.list
+
+
+def test_runtime_takes_jit_parts_only_from_the_lsp_over_its_new_channel():
+    from fakes import MemoryRpc
+
+    from lsps.lsps2 import Lsps2Client
+    from lsps.store import Store
+    lsp = "03" + "11" * 32
+    node = _Node([{"channel_id": "old", "scids": ["1x1x1"], "opener": "remote"},
+                  {"channel_id": "mine", "scids": ["2x2x2"], "opener": "local"},
+                  {"channel_id": "jit", "scids": ["3x3x3"], "opener": "remote"}])
+    client = Lsps2Client(node, Store(lambda: MemoryRpc()), None, lambda m, lvl: None)
+    purchase = dict(TestJitHtlc.fixed, lsp_id=lsp, payment_hash="ab", pre_channels=["old"],
+                    jit_channel_id=None)
+    client.purchases["ab"] = purchase
+    htlc = {"payment_hash": "ab", "id": 1, "amount_msat": 970_000,
+            "extra_tlvs": fee_tlv(30_000)}
+    payload = {"payload": onion(1_000_000, 3_000_000)}
+    assert client.on_htlc(payload, dict(htlc, short_channel_id="3x3x3"), "02" + "22" * 32) \
+        is None  # not from the LSP
+    assert client.on_htlc(payload, dict(htlc, short_channel_id="1x1x1"), lsp) is None
+    assert client.on_htlc(payload, dict(htlc, short_channel_id="2x2x2"), lsp) is None
+    answer = client.on_htlc(payload, dict(htlc, short_channel_id="3x3x3"), lsp)
+    assert answer["result"] == "continue" and purchase["jit_channel_id"] == "jit"

@@ -104,17 +104,22 @@ def session(size=None, fee=None, valid_for_ms=600_000):
     return S.new_session("900000x1x0", CLIENT, p, size, fee, NOW)
 
 
-def part(n, forward=60_000, hash_="aa", cltv=500):
+DELTA, MARGIN = 144, 6
+
+
+def part(n, forward=60_000, hash_="aa", cltv=500, **changes):
+    """An honest HTLC to the jit scid (as lightningd parsed it), at height 100."""
     return {"key": f"1x1x1/{n}", "payment_hash": hash_, "amount_msat": forward + 100,
-            "forward_msat": forward, "cltv_expiry": cltv}
+            "forward_msat": forward, "cltv_expiry": cltv, "outgoing_cltv": cltv - DELTA,
+            "height": 100, "blinded": False, **changes}
 
 
 class TestMppSession:
     def test_collect_then_open_then_forward_with_fee_split(self):
         s = session(size=100_000, fee=2000)
-        d = S.on_htlc(s, part(1), NOW, True)
+        d = S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
         assert d.hold == ["1x1x1/1"] and not d.open and s["state"] == S.COLLECTING
-        d = S.on_htlc(s, part(2, forward=40_000), NOW + 1000, True)
+        d = S.on_htlc(s, part(2, forward=40_000), NOW + 1000, True, DELTA, MARGIN)
         assert d.open and s["state"] == S.OPENING
         d = S.on_channel_ready(s, "cid", 1, NOW + 2000)
         assert d.forward == {"1x1x1/1": (58_000, 2000), "1x1x1/2": (40_000, 0)}
@@ -123,29 +128,31 @@ class TestMppSession:
 
     def test_replayed_part_is_held_or_reforwarded(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1), NOW, True)
-        assert S.on_htlc(s, part(1), NOW, True).hold == ["1x1x1/1"]
+        S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
+        assert S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN).hold == ["1x1x1/1"]
         assert len(s["parts"]) == 1
-        S.on_htlc(s, part(2, forward=40_000), NOW, True)
+        S.on_htlc(s, part(2, forward=40_000), NOW, True, DELTA, MARGIN)
         S.on_channel_ready(s, "cid", 1, NOW)
-        assert S.on_htlc(s, part(1), NOW, True).forward == {"1x1x1/1": (58_000, 2000)}
+        assert S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN).forward == {
+            "1x1x1/1": (58_000, 2000)}
 
     def test_90s_timeout_fails_temporarily_and_resets(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1), NOW, True)
+        S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
         assert S.on_tick(s, NOW + 89_999).fail == {}
         d = S.on_tick(s, NOW + 90_000)
         assert d.fail == {"1x1x1/1": TEMPORARY_CHANNEL_FAILURE}
         assert s["state"] == S.WAITING and s["parts"] == [] and s["failures"]
         # a new part starts a new set
-        assert S.on_htlc(s, part(3), NOW + 91_000, True).hold
+        assert S.on_htlc(s, part(3), NOW + 91_000, True, DELTA, MARGIN).hold
 
     def test_valid_until_fails_unknown_next_peer(self):
         s = session(size=100_000, fee=2000, valid_for_ms=30_000)
-        S.on_htlc(s, part(1), NOW, True)
+        S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
         d = S.on_tick(s, NOW + 30_000)
         assert d.fail == {"1x1x1/1": UNKNOWN_NEXT_PEER} and s["state"] == S.FAILED
-        assert S.on_htlc(s, part(2), NOW + 31_000, True).fail == {"1x1x1/2": UNKNOWN_NEXT_PEER}
+        assert S.on_htlc(s, part(2), NOW + 31_000, True, DELTA, MARGIN).fail == {
+            "1x1x1/2": UNKNOWN_NEXT_PEER}
 
     def test_waiting_session_expires(self):
         s = session(size=100_000, fee=2000)
@@ -153,69 +160,70 @@ class TestMppSession:
 
     def test_other_payment_hash_refused_while_collecting(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1), NOW, True)
-        assert S.on_htlc(s, part(2, hash_="bb"), NOW, True).fail == {
+        S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
+        assert S.on_htlc(s, part(2, hash_="bb"), NOW, True, DELTA, MARGIN).fail == {
             "1x1x1/2": UNKNOWN_NEXT_PEER}
 
     def test_client_offline_waits_then_opens_on_connect(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1), NOW, False)
-        assert not S.on_htlc(s, part(2, forward=40_000), NOW, False).open
+        S.on_htlc(s, part(1), NOW, False, DELTA, MARGIN)
+        assert not S.on_htlc(s, part(2, forward=40_000), NOW, False, DELTA, MARGIN).open
         assert s["state"] == S.COLLECTING
         assert S.on_client_connected(s, NOW + 5000).open and s["state"] == S.OPENING
 
     def test_cltv_margin(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1, cltv=120), NOW, True)
-        assert S.on_block(s, 113, 6, NOW).fail == {}
-        assert S.on_block(s, 114, 6, NOW).fail == {"1x1x1/1": TEMPORARY_CHANNEL_FAILURE}
+        S.on_htlc(s, part(1, cltv=300), NOW, True, DELTA, MARGIN)
+        assert S.on_block(s, 293, 6, NOW).fail == {}
+        assert S.on_block(s, 294, 6, NOW).fail == {"1x1x1/1": TEMPORARY_CHANNEL_FAILURE}
 
     @pytest.mark.parametrize("refused,code", [(True, UNKNOWN_NEXT_PEER),
                                               (False, TEMPORARY_CHANNEL_FAILURE)])
     def test_open_failure(self, refused, code):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1, forward=100_000), NOW, True)
+        S.on_htlc(s, part(1, forward=100_000), NOW, True, DELTA, MARGIN)
         d = S.on_open_failed(s, refused, "nope", NOW)
         assert d.fail == {"1x1x1/1": code} and s["state"] == S.WAITING
 
     def test_too_many_parts_for_fee(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1, forward=50_000), NOW, True)
-        S.on_htlc(s, part(2, forward=50_000), NOW, True)
+        S.on_htlc(s, part(1, forward=50_000), NOW, True, DELTA, MARGIN)
+        S.on_htlc(s, part(2, forward=50_000), NOW, True, DELTA, MARGIN)
         d = S.on_channel_ready(s, "cid", 49_500, NOW)
         assert set(d.fail.values()) == {UNKNOWN_NEXT_PEER}
 
     def test_after_success_no_fee_until_valid_until(self):
         s = session(size=100_000, fee=2000)
-        S.on_htlc(s, part(1, forward=100_000), NOW, True)
+        S.on_htlc(s, part(1, forward=100_000), NOW, True, DELTA, MARGIN)
         S.on_channel_ready(s, "cid", 1, NOW)
         S.on_part_resolved(s, "1x1x1/1", True, NOW)
-        assert S.on_htlc(s, part(9, hash_="cc"), NOW + 1, True).forward == {
+        assert S.on_htlc(s, part(9, hash_="cc"), NOW + 1, True, DELTA, MARGIN).forward == {
             "1x1x1/9": (60_000, 0)}
-        assert S.on_htlc(s, part(10, hash_="dd"), NOW + 600_000, True).fail
+        assert S.on_htlc(s, part(10, hash_="dd"), NOW + 600_000, True, DELTA, MARGIN).fail
 
 
 class TestNoMppSession:
     def test_fee_from_first_htlc(self):
         s = session()
-        d = S.on_htlc(s, part(1, forward=500_000), NOW, True)
+        d = S.on_htlc(s, part(1, forward=500_000), NOW, True, DELTA, MARGIN)
         assert d.open and s["opening_fee_msat"] == 5000
         assert S.on_channel_ready(s, "cid", 1, NOW).forward == {"1x1x1/1": (495_000, 5000)}
 
     def test_second_part_refused(self):
         s = session()
-        S.on_htlc(s, part(1, forward=500_000), NOW, False)
-        assert S.on_htlc(s, part(2), NOW, False).fail == {"1x1x1/2": UNKNOWN_NEXT_PEER}
+        S.on_htlc(s, part(1, forward=500_000), NOW, False, DELTA, MARGIN)
+        assert S.on_htlc(s, part(2), NOW, False, DELTA, MARGIN).fail == {
+            "1x1x1/2": UNKNOWN_NEXT_PEER}
 
     @pytest.mark.parametrize("forward", [2000, 9999, 10**9 + 1])
     def test_size_rules(self, forward):
         s = session()
-        assert S.on_htlc(s, part(1, forward=forward), NOW, True).fail == {
+        assert S.on_htlc(s, part(1, forward=forward), NOW, True, DELTA, MARGIN).fail == {
             "1x1x1/1": UNKNOWN_NEXT_PEER}
 
     def test_fee_reset_after_failed_attempt(self):
         s = session()
-        S.on_htlc(s, part(1, forward=500_000), NOW, True)
+        S.on_htlc(s, part(1, forward=500_000), NOW, True, DELTA, MARGIN)
         S.on_open_failed(s, False, "x", NOW)
         assert s["opening_fee_msat"] is None
 
@@ -228,3 +236,88 @@ class TestNoMppSession:
 ])
 def test_split_fee(amounts, fee, minimum, shares):
     assert S.split_fee(amounts, fee, minimum) == shares
+
+
+class TestMoneyThatArrives:
+    """Issue 11 item 7 and 8: only money that arrives counts; the fee stays owed until
+    a fee-bearing forward settles."""
+
+    def test_underpaying_htlc_claiming_the_full_size_opens_nothing(self):
+        s = session(size=100_000, fee=2000)
+        d = S.on_htlc(s, part(1, forward=100_000, amount_msat=1_000), NOW, True, DELTA, MARGIN)
+        assert d.fail == {"1x1x1/1": UNKNOWN_NEXT_PEER} and not d.open and s["parts"] == []
+        assert "carries 1000 msat" in S.refusal(s, part(1, forward=100_000, amount_msat=1_000),
+                                                DELTA, MARGIN)
+        # the honest payment still opens
+        assert S.on_htlc(s, part(2, forward=100_000), NOW, True, DELTA, MARGIN).open
+
+    @pytest.mark.parametrize("changes,why", [
+        ({"outgoing_cltv": 500 - 143}, "CLTV delta"),
+        ({"cltv_expiry": 250, "outgoing_cltv": 100}, "too close"),
+    ])
+    def test_cltv_without_room_is_refused(self, changes, why):
+        s = session(size=100_000, fee=2000)
+        assert why in S.refusal(s, part(1, **changes), DELTA, MARGIN)
+        assert S.on_htlc(s, part(1, **changes), NOW, True, DELTA, MARGIN).fail
+
+    def test_parts_beyond_the_payment_size_are_refused(self):
+        s = session(size=100_000, fee=2000)
+        assert S.on_htlc(s, part(1, forward=100_001), NOW, True, DELTA, MARGIN).fail
+        S.on_htlc(s, part(2, forward=60_000), NOW, True, DELTA, MARGIN)
+        assert S.on_htlc(s, part(3, forward=40_001), NOW, True, DELTA, MARGIN).fail
+        assert S.on_htlc(s, part(4, forward=40_000), NOW, True, DELTA, MARGIN).open
+
+    def test_no_mpp_part_above_the_maximum_is_refused(self):
+        s = session()
+        assert S.on_htlc(s, part(1, forward=10**9 + 1), NOW, True, DELTA, MARGIN).fail
+
+    def test_blinded_part_must_leave_the_fee_to_us(self):
+        s = session()
+        # lightningd's relay left 100 msat, the fee for 500,000 is 5,000: nothing opens
+        thin = part(1, forward=499_900, amount_msat=500_000, blinded=True)
+        assert S.on_htlc(s, thin, NOW, True, DELTA, MARGIN).fail and s["parts"] == []
+        fat = part(2, forward=495_000, amount_msat=500_000, blinded=True)
+        assert S.on_htlc(s, fat, NOW, True, DELTA, MARGIN).open
+        d = S.on_channel_ready(s, "cid", 1, NOW)
+        assert d.forward == {"1x1x1/2": (495_000, 5000)}  # unchanged: lightningd's amount
+
+    def test_blinded_mpp_set_short_of_the_fee_is_failed_before_any_open(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1, forward=49_500, amount_msat=50_000, blinded=True), NOW, True,
+                  DELTA, MARGIN)
+        d = S.on_htlc(s, part(2, forward=49_600, amount_msat=50_000, blinded=True), NOW, True,
+                      DELTA, MARGIN)
+        assert not d.open and set(d.fail) == {"1x1x1/1", "1x1x1/2"}
+
+    def test_plain_and_blinded_parts_do_not_mix(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1), NOW, True, DELTA, MARGIN)
+        assert S.on_htlc(s, part(2, blinded=True), NOW, True, DELTA, MARGIN).fail
+
+    def test_fee_stays_owed_when_the_client_fails_the_forward(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1, forward=100_000), NOW, True, DELTA, MARGIN)
+        assert S.on_channel_ready(s, "cid", 1, NOW).forward == {"1x1x1/1": (98_000, 2000)}
+        assert S.on_part_resolved(s, "1x1x1/1", False, NOW + 1)
+        assert s["state"] == S.WAITING and s["channel_id"] == "cid"
+        # the payer retries: fee deducted again, over the same channel (no second open
+        # of a new channel: the runtime reuses channel_id)
+        d = S.on_htlc(s, part(2, forward=100_000), NOW + 2, True, DELTA, MARGIN)
+        assert d.open and s["state"] == S.OPENING
+        assert S.on_channel_ready(s, "cid", 1, NOW + 3).forward == {"1x1x1/2": (98_000, 2000)}
+        assert S.on_part_resolved(s, "1x1x1/2", True, NOW + 4) and s["state"] == S.DONE
+
+    def test_extra_parts_while_a_set_is_forwarded_are_failed(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1, forward=100_000), NOW, True, DELTA, MARGIN)
+        S.on_channel_ready(s, "cid", 1, NOW)
+        assert S.on_htlc(s, part(2, hash_="cc"), NOW, True, DELTA, MARGIN).fail == {
+            "1x1x1/2": TEMPORARY_CHANNEL_FAILURE}
+
+    def test_after_the_fee_is_paid_underpaying_forwards_are_refused_too(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1, forward=100_000), NOW, True, DELTA, MARGIN)
+        S.on_channel_ready(s, "cid", 1, NOW)
+        S.on_part_resolved(s, "1x1x1/1", True, NOW)
+        assert S.on_htlc(s, part(9, hash_="cc", amount_msat=10), NOW, True, DELTA,
+                         MARGIN).fail
