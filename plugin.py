@@ -440,7 +440,8 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
         if holder is not None and holder.on_htlc(kwargs.get("peer_id"), htlc, respond):
             return
         receiving = state.get("async_recipient")
-        mine = receiving.context_of(onion) if receiving is not None else None
+        mine = (receiving.context_of(onion, htlc, kwargs.get("peer_id"))
+                if receiving is not None else None)
         if mine is not None:
             owner = "async_recipient"
             respond(receiving.on_htlc(*mine, htlc))
@@ -711,14 +712,17 @@ def asyncpay_forgetoffer(plugin, offer_id, **kwargs):
 
 
 @plugin.async_method("asyncpay-pay")
-def asyncpay_pay(request, plugin, offer, amount_msat=None, payer_note=None, **kwargs):
+def asyncpay_pay(request, plugin, offer, amount_msat=None, payer_note=None, maxfee_msat=None,
+                 **kwargs):
     """Pay BOLT12 {offer}: a normal invoice at once, a static invoice asynchronously
-    (held at our LSP until the recipient releases it)."""
+    (held at our LSP until the recipient releases it); fees up to {maxfee_msat}
+    (default: 5 sat or 1 %, as xpay)."""
     amount = optional_amount(amount_msat, "amount_msat")
+    maxfee = optional_amount(maxfee_msat, "maxfee_msat")
     if not isinstance(offer, str) or not offer.lower().startswith("lno1"):
         raise RpcException("offer: expected a BOLT12 offer (lno1…)", -32602)
     note = None if payer_note is None else str(payer_note)
-    _asyncpay(request, lambda: state["async_payer"].pay(offer, amount, note))
+    _asyncpay(request, lambda: state["async_payer"].pay(offer, amount, note, maxfee))
 
 
 @plugin.method("asyncpay-status")

@@ -25,7 +25,7 @@ def _chain(value: str) -> bytes:
     raw = bytes.fromhex(value)
     if len(raw) != 32:
         raise ValueError("a chain hash is 32 bytes")
-    return raw[::-1]  # shown byte-reversed, like a block hash
+    return raw  # wire byte order, as decoders and CLN print it
 
 
 def _point(value: bytes) -> bytes:

@@ -74,7 +74,7 @@ def _fields(recs, table: dict, ranges, out: dict) -> None:
         elif name in ("invreq_chain", "invoice_payment_hash"):
             if len(value) != 32:
                 raise DecodeError(f"{name} must be 32 bytes")
-            out[name] = value[::-1].hex() if name == "invreq_chain" else value.hex()
+            out[name] = value.hex()  # chain hash in wire byte order, as CLN prints it
         elif name in ("invreq_amount_msat", "invreq_quantity", "invoice_created_at",
                       "invoice_relative_expiry", "invoice_amount_msat"):
             out[name] = read_tu(value, 4 if name == "invoice_relative_expiry" else 8)

@@ -100,7 +100,8 @@ def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
             if t == 2:
                 if not value or len(value) % 32:
                     raise DecodeError("offer_chains must be a non-empty list of 32-byte hashes")
-                out[name] = [value[i:i + 32][::-1].hex() for i in range(0, len(value), 32)]
+                # wire byte order, as CLN's decode prints them
+                out[name] = [value[i:i + 32].hex() for i in range(0, len(value), 32)]
             elif t in (4,):
                 out[name] = value.hex()
             elif t in (6, 10, 18):

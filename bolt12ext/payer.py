@@ -28,6 +28,26 @@ class Forward:
     outgoing_cltv: int
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What the payer accepts to pay for a path (fees of every hop, the blinded
+    part's included) and the longest lock of its first HTLC (blocks)."""
+    maxfee_msat: int
+    max_cltv: int
+
+
+def over_limits(limits: Limits, amount_msat: int, first_amount_msat: int,
+                first_cltv_blocks: int) -> Optional[str]:
+    """Why a route whose first HTLC carries first_amount_msat for first_cltv_blocks
+    is refused, or None."""
+    fee = first_amount_msat - amount_msat
+    if fee > limits.maxfee_msat:
+        return f"fees {fee} msat above maxfee_msat {limits.maxfee_msat}"
+    if first_cltv_blocks > limits.max_cltv:
+        return f"CLTV of {first_cltv_blocks} blocks above {limits.max_cltv}"
+    return None
+
+
 def fee_msat(amount_msat: int, payinfo: PayInfo) -> int:
     return payinfo.fee_base_msat + amount_msat * payinfo.fee_proportional_millionths // 1_000_000
 

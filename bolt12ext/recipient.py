@@ -21,13 +21,14 @@ from .offer import offer_part
 from .tlv import DecodeError
 
 MIN_FINAL_CLTV_EXPIRY_DELTA = 18
-# BOLT12: an offer for another chain than bitcoin names its genesis hash (display order).
+# BOLT12: an offer for another chain than bitcoin names its genesis hash (wire byte
+# order, as CLN's decode prints it).
 CHAIN_HASHES = {
-    "bitcoin": "000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f",
-    "testnet": "000000000933ea01ad0ee984209779baaec3ced90fa3f408719526f8d77f4943",
-    "testnet4": "00000000da84f2bafbbc53dee25a72ae507ff4914b867c565be350b0da8bf043",
-    "signet": "00000008819873e925422c1ff0f99f7cc9bbb232af63a077a480a3633bee1ef6",
-    "regtest": "0f9188f13cb7b2c71f2a335e3a4fc328bf5beb436012afca590b1a11466e2206",
+    "bitcoin": "6fe28c0ab6f1b372c1a6a246ae63f74f931e8365e15a089c68d6190000000000",
+    "testnet": "43497fd7f826957108f4a30fd9cec3aeba79972084e90ead01ea330900000000",
+    "testnet4": "43f08bdab050e35b567c864b91f47f50ae725ae2de53bcfbbaf284da00000000",
+    "signet": "f61eee3b63a380a477a063af32b2bbc97c9ff9f01f2c4225e973988108000000",
+    "regtest": "06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f",
 }
 INVOICE_RELATIVE_EXPIRY_S = 7200
 
@@ -70,6 +71,16 @@ def check_invoice_request(invreq: bytes, offer: bytes) -> dict:
         raise DecodeError("invoice_request for another offer")
     if expected_amount(request) is None:
         raise DecodeError("invoice_request names no amount")
+    quantity = request.get("invreq_quantity")
+    quantity_max = request.get("offer_quantity_max")
+    if quantity is not None and (quantity == 0 or quantity_max is None
+                                 or (quantity_max != 0 and quantity > quantity_max)):
+        raise DecodeError("invoice_request quantity outside the offer's")
+    if quantity is None and quantity_max is not None:
+        raise DecodeError("invoice_request without the quantity the offer asks for")
+    if "offer_amount_msat" in request and \
+            expected_amount(request) < request["offer_amount_msat"] * (quantity or 1):
+        raise DecodeError("invoice_request amount below offer_amount × quantity")
     return request
 
 

@@ -38,6 +38,12 @@ PAYMENTS = "asyncpayment"
 HOLD = "clnlsp.asyncpay.hold"
 NORMAL_FINAL_CLTV = 6          # blocks past the recipient's own minimum
 HELD_FINAL_CLTV = 144          # a held payment may wait about a day for its recipient
+MAX_CLTV = 2016                # xpay's maxdelay: the longest our first HTLC may be locked
+
+
+def default_maxfee(amount_msat: int) -> int:
+    """xpay's default: 5 sat or 1 %, whichever is more."""
+    return max(5000, amount_msat // 100)
 
 
 class PayError(Exception):
@@ -62,7 +68,8 @@ class AsyncPayer:
         self.payments = self.store.list(PAYMENTS)
 
     # --- paying ------------------------------------------------------------------------------
-    def pay(self, offer_text: str, amount_msat: Optional[int], payer_note: Optional[str]) -> dict:
+    def pay(self, offer_text: str, amount_msat: Optional[int], payer_note: Optional[str],
+            maxfee_msat: Optional[int] = None) -> dict:
         try:
             fields = decode_offer(offer_text)
         except DecodeError as e:
@@ -99,10 +106,17 @@ class AsyncPayer:
             invoice, static = self._wait_invoice(waiting)
         finally:
             self.messenger.forget_reply(reply_id)
+        # Who may sign the answer: the offer's issuer, or (offers without issuer_id)
+        # the recipient at the end of the path the request went on.
+        signers = {fields["offer_issuer_id"]} if fields.get("offer_issuer_id") else {
+            p.hops[-1].blinded_node_id.hex() for p in paths[:2] if p.hops}
+        limits = payer.Limits(maxfee_msat=default_maxfee(amount_msat) if maxfee_msat is None
+                              else maxfee_msat, max_cltv=MAX_CLTV)
         if invoice is not None:
-            return self._pay_invoice(offer_text, invoice, invreq, amount_msat)
+            return self._pay_invoice(offer_text, invoice, invreq, amount_msat, signers, limits)
         if static is not None:
-            return self._pay_static(offer_text, offer_data, static, invreq, amount_msat)
+            return self._pay_static(offer_text, offer_data, static, invreq, amount_msat,
+                                    signers, limits)
         raise PayError("no invoice came back in time")
 
     def _wait_invoice(self, waiting: queue.Queue):
@@ -135,10 +149,13 @@ class AsyncPayer:
                 raise PayError(f"the recipient refused: {why}")
         return invoice, static
 
-    def _pay_invoice(self, offer_text: str, raw: bytes, invreq: bytes, amount: int) -> dict:
+    def _pay_invoice(self, offer_text: str, raw: bytes, invreq: bytes, amount: int,
+                     signers: set, limits: "payer.Limits") -> dict:
         decoded = messages.decode_invoice(raw)
         if not decoded["signature_valid"]:
             raise PayError("the invoice signature does not verify")
+        if decoded.get("invoice_node_id") not in signers:
+            raise PayError("the invoice is not signed by the offer's issuer")
         if messages.invreq_part(raw) != messages.invreq_part(invreq):
             raise PayError("the invoice does not answer our invoice_request")
         if decoded["invoice_amount_msat"] != amount:
@@ -147,7 +164,8 @@ class AsyncPayer:
             raise PayError("the invoice has expired")
         payment_hash = bytes.fromhex(decoded["invoice_payment_hash"])
         record = self._new(payment_hash, offer_text, "invoice", amount, raw)
-        self._send(record, _routes(decoded), amount, payment_hash, NORMAL_FINAL_CLTV)
+        self._send(record, _routes(decoded), amount, payment_hash, NORMAL_FINAL_CLTV,
+                   limits=limits)
         try:
             self.node.wait_sendpay(payment_hash.hex(), 60)
         except RpcError:
@@ -155,10 +173,12 @@ class AsyncPayer:
         return self.status(payment_hash.hex())
 
     def _pay_static(self, offer_text: str, offer_data: bytes, raw: bytes, invreq: bytes,
-                    amount: int) -> dict:
+                    amount: int, signers: set, limits: "payer.Limits") -> dict:
         decoded = messages.decode_static_invoice(raw)
         if not decoded["signature_valid"]:
             raise PayError("the static invoice signature does not verify")
+        if decoded.get("invoice_node_id") not in signers:
+            raise PayError("the static invoice is not signed by the offer's issuer")
         if offer_part(raw) != offer_part(offer_data):
             raise PayError("the static invoice is for another offer")
         if messages.expires_at(decoded) <= now_s():
@@ -169,7 +189,7 @@ class AsyncPayer:
         payment_hash = hashlib.sha256(preimage).digest()
         record = self._new(payment_hash, offer_text, "static", amount, raw, preimage)
         first = self._send(record, _routes(decoded), amount, payment_hash, HELD_FINAL_CLTV,
-                           preimage=preimage, invreq=invreq,
+                           preimage=preimage, invreq=invreq, limits=limits,
                            before_sending=lambda peer: self._ask_hold(record, peer))
         release = record.get("release_paths")
         if release and held_paths:
@@ -196,8 +216,10 @@ class AsyncPayer:
 
     def _send(self, record: dict, routes, amount: int, payment_hash: bytes,
               final_extra: int, preimage: Optional[bytes] = None,
-              invreq: Optional[bytes] = None, before_sending=None) -> str:
-        """Send along the first usable path; the first hop's id."""
+              invreq: Optional[bytes] = None, before_sending=None,
+              limits: Optional["payer.Limits"] = None) -> str:
+        """Send along the first usable path within the fee and CLTV limits; the first
+        hop's id."""
         height = self.node.blockheight()
         errors = []
         for path, info in routes:
@@ -211,6 +233,11 @@ class AsyncPayer:
                 route = self.node.route_to(intro, intro_amount, intro_cltv - height)
             except RpcError as e:
                 errors.append(f"no route to {intro}: {e.error.get('message', e)}")
+                continue
+            why = limits and payer.over_limits(limits, amount, route[0]["amount_msat"],
+                                               route[0]["cltv"])
+            if why:
+                errors.append(why)
                 continue
             forwards = [payer.Forward(bytes.fromhex(route[i]["node_id"]),
                                       route[i + 1]["channel"], route[i + 1]["amount_msat"],

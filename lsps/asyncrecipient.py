@@ -26,6 +26,7 @@ from bolt12ext.blinding import BlindedPath, PaymentHop, PaymentRelay, payment_pa
 from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
+from bolt12ext.tlv import records as tlv_records
 
 from .asyncpay import OnionMessenger, now_s
 from .cln import ClnNode, htlc_fail, htlc_height, msat
@@ -186,7 +187,8 @@ class AsyncRecipient:
                 recipient.MIN_FINAL_CLTV_EXPIRY_DELTA)
             key = hashlib.sha256(path.hops[-1].encrypted_data).hexdigest()
             ctx = {"offer_id": record["offer_id"], "kind": kind,
-                   "payment_hash": payment_hash, "expires_at": now_s() + ttl_s}
+                   "payment_hash": payment_hash, "expires_at": now_s() + ttl_s,
+                   "via": channel["peer_id"]}
             self.store.put(PAYPATHS, key, ctx)
             with self._lock:
                 self.paypaths[key] = ctx
@@ -290,8 +292,12 @@ class AsyncRecipient:
                 self._save(record)
 
     # --- payments ----------------------------------------------------------------------------
-    def context_of(self, onion: dict) -> Optional[tuple]:
-        """(decoded payload, path context) when the HTLC ends on one of our paths."""
+    def context_of(self, onion: dict, htlc: Optional[dict] = None,
+                   peer_id: Optional[str] = None) -> Optional[tuple]:
+        """(decoded payload, path context) when the HTLC came through one of our paths:
+        its final payload carries our encrypted data, a path key came with it, and it
+        arrived from the path's hop before us. Copying our (public) encrypted data
+        into a plain onion is not enough."""
         if "short_channel_id" in onion or "next_node_id" in onion:
             return None
         try:
@@ -307,7 +313,11 @@ class AsyncRecipient:
             return None
         with self._lock:
             ctx = self.paypaths.get(hashlib.sha256(data).hexdigest())
-        return (payload, ctx) if ctx is not None else None
+        if ctx is None or not _came_blinded(payload, htlc or {}):
+            return None
+        if ctx.get("via") is not None and peer_id != ctx["via"]:
+            return None  # (paths made before "via" was recorded: any peer)
+        return payload, ctx
 
     def on_htlc(self, payload: dict, ctx: dict, htlc: dict) -> dict:
         """The hook's answer for an HTLC on one of our payment paths."""
@@ -345,3 +355,15 @@ class AsyncRecipient:
             self.log(f"async payment {payment_hash} refused: {claim.why}", "info")
             return incorrect_details(amount, height)
         return {"result": "resolve", "payment_key": claim.preimage.hex()}
+
+
+def _came_blinded(payload: dict, htlc: dict) -> bool:
+    """A path key came with the HTLC: in update_add_htlc (TLV 0, from the hop before
+    us) or in the payload (current_path_key, when we are the introduction node)."""
+    if payload.get("current_path_key") is not None:
+        return True
+    try:
+        extra = bytes.fromhex(htlc.get("extra_tlvs") or "")
+        return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
+    except (DecodeError, ValueError):
+        return False

@@ -12,8 +12,9 @@ the `bech32` package (its own decoder refuses strings over 90 characters).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import bech32
 
@@ -82,6 +83,24 @@ def decode(invoice: str) -> RawInvoice:
         tags.append((tag, data))
         i += 3 + length
     return RawInvoice(hrp, words[:TIMESTAMP_WORDS], tags)
+
+
+_MULTIPLIER_MSAT = {"": 10**11, "m": 10**8, "u": 10**5, "n": 100}
+
+
+def amount_msat(raw: RawInvoice) -> Optional[int]:
+    """The amount in the human-readable part, or None for an any-amount invoice."""
+    m = re.fullmatch(r"ln[a-z]+?(\d+)([munp]?)", raw.hrp)
+    if m is None:
+        if re.fullmatch(r"ln[a-z]+", raw.hrp):
+            return None
+        raise Bolt11Error(f"bad amount in {raw.hrp!r}")
+    value, unit = int(m.group(1)), m.group(2)
+    if unit == "p":
+        if value % 10:
+            raise Bolt11Error("pico-bitcoin amount not a whole msat")
+        return value // 10
+    return value * _MULTIPLIER_MSAT[unit]
 
 
 def encode_unsigned(raw: RawInvoice) -> str:

@@ -345,8 +345,12 @@ class ClnNode:
             params["cltv"] = cltv
         return self.rpc().call("invoice", params)
 
-    def sign_invoice(self, unsigned: str) -> str:
-        return self.rpc().call("signinvoice", {"invstring": unsigned})["bolt11"]
+    def replace_invoice(self, label: str, unsigned: str, preimage: str) -> str:
+        """Store `unsigned` (signed by lightningd) as invoice `label` in place of the
+        unpaid one made with the same preimage; its bolt11."""
+        self.rpc().call("delinvoice", {"label": label, "status": "unpaid"})
+        return self.rpc().call("createinvoice", {"invstring": unsigned, "label": label,
+                                                 "preimage": preimage})["bolt11"]
 
     def invoice_status(self, label: str) -> Optional[dict]:
         found = self.rpc().call("listinvoices", {"label": label})["invoices"]

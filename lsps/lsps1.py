@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
+from . import bolt11 as B11
 from . import lsps1_service as S
 from . import lsps7_service as X
 from .addresses import segwit_address_ok, segwit_script
@@ -661,6 +662,46 @@ def check_order_result(lsp_id: str, result: Any) -> dict:
     return result
 
 
+REQUEST_FIELDS = ("lsp_balance_sat", "client_balance_sat", "required_channel_confirmations",
+                  "funding_confirms_within_blocks", "channel_expiry_blocks", "announce_channel")
+
+
+def _same(field: str, asked, got) -> bool:
+    if field.endswith("_sat"):
+        try:
+            return parse_msat(got, field) == parse_msat(asked, field)
+        except ProtocolError:
+            return False
+    return got == asked and type(got) is type(asked)
+
+
+def check_invoice_amount(lsp_id: str, order: dict, code: int) -> None:
+    """The bolt11 invoice asks exactly order_total_sat (else `code`)."""
+    bolt11 = (order.get("payment") or {}).get("bolt11")
+    if not isinstance(bolt11, dict):
+        return
+    try:
+        amount = B11.amount_msat(B11.decode(str(bolt11.get("invoice"))))
+        total = parse_msat(bolt11.get("order_total_sat"), "order_total_sat")
+    except (B11.Bolt11Error, ProtocolError) as e:
+        raise ClientError(BAD_RESPONSE, f"{lsp_id}: payment.bolt11: {e}",
+                          {"order": order}) from None
+    if amount != total * 1000:
+        raise ClientError(code, f"{lsp_id}: the invoice asks {amount} msat, the order total is "
+                          f"{total} sat", {"order": order})
+
+
+def check_order_matches(lsp_id: str, order: dict, asked: dict) -> None:
+    """The order is the one we asked for (error 1301 otherwise): an LSP may not
+    sell other balances, another lease, announcement or confirmations."""
+    for field in REQUEST_FIELDS:
+        if field in asked and not _same(field, asked[field], order.get(field)):
+            raise ClientError(ORDER_TOTAL_MISMATCH, f"{lsp_id}: {field} is "
+                              f"{order.get(field)!r}, not the {asked[field]!r} asked for",
+                              {"order": order})
+    check_invoice_amount(lsp_id, order, ORDER_TOTAL_MISMATCH)
+
+
 class Lsps1Client:
     def __init__(self, node: ClnNode, store: Store, request: Callable[[str, str, dict], Any],
                  log: Callable[[str, str], None]):
@@ -694,12 +735,20 @@ class Lsps1Client:
 
     def create_order(self, lsp_id: str, params: dict) -> dict:
         order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.create_order", params))
+        check_order_matches(lsp_id, order, params)
         self._remember(lsp_id, order)
         return order
 
     def get_order(self, lsp_id: str, order_id: str) -> dict:
         order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.get_order",
                                                         {"order_id": order_id}))
+        with self.lock:
+            known = self.bought.get(order_id)
+        if known is not None and known["lsp_id"] == lsp_id:
+            check_order_matches(lsp_id, order, {f: known["order"][f] for f in REQUEST_FIELDS
+                                                if f in known["order"]})
+        else:
+            check_invoice_amount(lsp_id, order, ORDER_TOTAL_MISMATCH)
         self._remember(lsp_id, order)
         return order
 
@@ -739,6 +788,7 @@ class Lsps1Client:
             raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an extension order without order_id",
                               {"result": order})
         check_order_result(lsp_id, {**order, "client_balance_sat": "0"})
+        check_invoice_amount(lsp_id, order, EXTENSION_MISMATCH)
         try:
             blocks = parse_uint(order.get("channel_extension_expiry_blocks"),
                                 "channel_extension_expiry_blocks", 0xFFFFFFFF)

@@ -532,11 +532,15 @@ class Lsps2Client:
         pre_channels = [c["channel_id"] for c in self.node.channels(lsp_id)]
         expiry_s = C.invoice_expiry(choice.params, now_ms(), expiry)
         label = label or f"clnlsp-lsps2-{secrets.token_hex(8)}"
-        invoice = self.node.create_invoice(amount_msat, label, description, expiry_s)
+        preimage = secrets.token_hex(32)
+        invoice = self.node.create_invoice(amount_msat, label, description, expiry_s,
+                                           preimage=preimage)
         unsigned = bolt11.rewrite_for_jit(
             invoice["bolt11"], lsp_id, parse_scid(bought["jit_channel_scid"]),
             bought["lsp_cltv_expiry_delta"], allow_mpp=amount_msat is not None)
-        signed = self.node.sign_invoice(unsigned)
+        # lightningd keeps the invoice we hand out (not the one before the rewrite):
+        # listinvoices invstring=<bolt11> finds it.
+        signed = self.node.replace_invoice(label, unsigned, preimage)
 
         purchase = {
             "lsp_id": lsp_id, "payment_hash": invoice["payment_hash"], "label": label,

@@ -119,7 +119,9 @@ class Dispatcher:
             self._send(peer_id, jsonrpc.encode_error(
                 request.id, jsonrpc.INVALID_PARAMS,
                 "missing parameter: " + ", ".join(missing),
-                {"unrecognized": [], "missing": missing}))
+                # bLIP-51's {property, message} names the (first) missing field
+                {"unrecognized": [], "missing": missing, "property": missing[0],
+                 "message": "missing parameter"}))
             return
 
         with self._lock:

@@ -2,6 +2,7 @@
 (bolt12ext.hold) and what the payer accepts (lsps.asyncpayer)."""
 import hashlib
 import os
+import threading
 import time
 
 import pytest
@@ -245,6 +246,10 @@ def test_known_type_message_on_our_path_reaches_its_waiter():
 
 # ---- what the payer refuses before any money moves --------------------------------------------
 
+SIGNERS = {pubkey(ISSUER).hex()}
+LIMITS = None  # set below, once bolt12ext.payer is imported
+
+
 def _payer():
     from lsps.asyncpay import OnionMessenger
     from lsps.asyncpayer import AsyncPayer
@@ -284,7 +289,7 @@ def test_payer_refuses_tampered_expired_or_foreign_static_invoices():
     for raw, why in ((bytes(tampered), "signature"), (old, "expired"),
                      (foreign, "another offer")):
         with pytest.raises(PayError, match=why):
-            _payer()._pay_static(text, data, raw, req, 5000)
+            _payer()._pay_static(text, data, raw, req, 5000, SIGNERS, LIMITS)
 
 
 def test_payer_refuses_invoices_that_do_not_answer_its_request():
@@ -295,7 +300,94 @@ def test_payer_refuses_invoices_that_do_not_answer_its_request():
     h = hashlib.sha256(b"x").digest()
     other = recipient.answer_invoice_request(theirs, data, ISSUER, pay_paths(), h, 1000)
     with pytest.raises(PayError, match="does not answer our invoice_request"):
-        _payer()._pay_invoice(text, other, mine, 5000)
+        _payer()._pay_invoice(text, other, mine, 5000, SIGNERS, LIMITS)
     ok = recipient.answer_invoice_request(mine, data, ISSUER, pay_paths(), h, 1000)
     with pytest.raises(PayError, match="another amount"):
-        _payer()._pay_invoice(text, ok, mine, 6000)
+        _payer()._pay_invoice(text, ok, mine, 6000, SIGNERS, LIMITS)
+
+
+def test_payer_refuses_answers_not_signed_by_the_issuer():
+    """Issue 11 item 13: a server or relay answering with its own invoice (signed
+    by itself, valid signature) is refused."""
+    from lsps.asyncpayer import PayError
+    impostor = bytes([9] * 32)
+    data = offer(5000)
+    text = build.offer_string(data)
+    mine = invreq_for(data)
+    h = hashlib.sha256(b"x").digest()
+    theirs = recipient.answer_invoice_request(mine, data, impostor, pay_paths(), h, 1000)
+    with pytest.raises(PayError, match="not signed by the offer's issuer"):
+        _payer()._pay_invoice(text, theirs, mine, 5000, SIGNERS, LIMITS)
+    # (our builder refuses to sign a static invoice for another issuer's offer: the
+    # check is shown with a well-signed one the payer expects from someone else)
+    held = [PathBook(ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
+    static = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, int(time.time()))
+    with pytest.raises(PayError, match="not signed by the offer's issuer"):
+        _payer()._pay_static(text, data, static, mine, 5000, {pubkey(impostor).hex()}, LIMITS)
+
+
+def test_payer_caps_fees_and_cltv_like_xpay():
+    from bolt12ext import payer
+    from lsps.asyncpayer import MAX_CLTV, default_maxfee
+    assert default_maxfee(100_000) == 5000 and default_maxfee(10**9) == 10**7
+    limits = payer.Limits(maxfee_msat=5000, max_cltv=MAX_CLTV)
+    assert payer.over_limits(limits, 100_000, 105_000, 200) is None
+    assert "maxfee_msat" in payer.over_limits(limits, 100_000, 105_001, 200)
+    assert "CLTV" in payer.over_limits(limits, 100_000, 100_000, MAX_CLTV + 1)
+
+
+# ---- issue 11 item 14: what the recipient refuses ------------------------------------------
+
+def quantity_offer(quantity_max, amount=1000):
+    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 3600)[0]
+    return build.offer(offer_chains=[recipient.CHAIN_HASHES["regtest"]],
+                       offer_description="stickers", offer_amount_msat=amount,
+                       offer_quantity_max=quantity_max, offer_paths=[path],
+                       offer_issuer_id=pubkey(ISSUER))
+
+
+@pytest.mark.parametrize("quantity_max,quantity,amount,why", [
+    (3, 0, None, "quantity"),
+    (3, 4, None, "quantity"),
+    (3, 2, 1999, "below offer_amount"),
+    (None, 2, None, "quantity"),
+    (3, None, None, "without the quantity"),
+])
+def test_recipient_refuses_wrong_quantities_and_amounts(quantity_max, quantity, amount, why):
+    from bolt12ext.tlv import DecodeError
+    data = quantity_offer(quantity_max) if quantity_max else offer(1000)
+    fields = {"invreq_metadata": os.urandom(8), "invreq_chain": recipient.CHAIN_HASHES["regtest"]}
+    if quantity is not None:
+        fields["invreq_quantity"] = quantity
+    if amount is not None:
+        fields["invreq_amount_msat"] = amount
+    req = build.invoice_request(data, os.urandom(32), **fields)
+    with pytest.raises(DecodeError, match=why):
+        recipient.check_invoice_request(req, data)
+
+
+def test_recipient_accepts_the_right_quantity():
+    data = quantity_offer(3)
+    req = build.invoice_request(data, os.urandom(32), invreq_metadata=os.urandom(8),
+                                invreq_chain=recipient.CHAIN_HASHES["regtest"],
+                                invreq_quantity=3)
+    assert recipient.expected_amount(recipient.check_invoice_request(req, data)) == 3000
+
+
+def test_recipient_claims_only_htlcs_that_came_through_its_path():
+    from lsps.asyncrecipient import AsyncRecipient, _came_blinded
+    path_key = "02" + "ee" * 32
+    assert _came_blinded({}, {"extra_tlvs": "0021" + path_key})
+    assert _came_blinded({"current_path_key": bytes(33)}, {})
+    assert not _came_blinded({}, {})
+    assert not _came_blinded({}, {"extra_tlvs": "fdfe0100"})   # 65537-ish odd TLV only
+    data = b"\x01" * 40
+    ours = AsyncRecipient.__new__(AsyncRecipient)
+    ours._lock = threading.Lock()
+    ours.paypaths = {hashlib.sha256(data).hexdigest(): {"offer_id": "o", "via": "peer"}}
+    payload = asyncmsg.final_payload(5000, 500, 5000, data)
+    onion = {"payload": (bytes([len(payload)]) + payload).hex()}
+    blinded = {"extra_tlvs": "0021" + path_key}
+    assert ours.context_of(onion, blinded, "peer") is not None
+    assert ours.context_of(onion, {}, "peer") is None          # copied into a plain onion
+    assert ours.context_of(onion, blinded, "other") is None    # from another peer

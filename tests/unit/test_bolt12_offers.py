@@ -3,7 +3,7 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from vectorfiles import MISSING, cases
+from vectorfiles import MISSING, cases, load
 
 from bolt12ext import encoding
 from bolt12ext.offer import decode_offer
@@ -68,3 +68,10 @@ def test_random_records_raise_only_decode_error(data):
         decode_offer(encoding.encode("lno", data))
     except DecodeError:
         pass
+
+
+def test_offer_chains_print_in_wire_byte_order_like_cln_decode():
+    testnet = next(c for c in load("bolt12/offers-test.json")
+                   if c["description"] == "for testnet")
+    assert decode_offer(testnet["bolt12"])["offer_chains"] == [
+        "43497fd7f826957108f4a30fd9cec3aeba79972084e90ead01ea330900000000"]

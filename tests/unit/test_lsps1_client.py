@@ -50,3 +50,60 @@ def test_cancelled_read_as_refunded():
 def test_malformed_orders(result):
     with pytest.raises(ClientError):
         lsps1.check_order_result(LSP, result)
+
+
+# BOLT11's vector "lnbc2500u…": 2500 µBTC = 250,000,000 msat = 250,000 sat.
+INVOICE_250K_SAT = (
+    "lnbc2500u1pvjluezsp5zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zyg3zygspp5qqqsyqcyq5rqwzqfq"
+    "qqsyqcyq5rqwzqfqqqsyqcyq5rqwzqfqypqdpquwpc4curk03c9wlrswe78q4eyqc7d8d0xqzpu9qrsgqhtjpauu9ur7"
+    "fw2thcl4y9vfvh4m9wlfyz2gem29g5ghe2aak2pm3ps8fdhtceqsaagty2vph7utlgj48u0ged6a337aewvraedendscp"
+    "573dxr")
+ASKED = {"lsp_balance_sat": "500000", "client_balance_sat": "20000",
+         "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
+         "channel_expiry_blocks": 1000, "announce_channel": False}
+
+
+def sold(**changes):
+    o = {**ASKED, "order_id": "o", "payment": {"bolt11": {
+        "state": "EXPECT_PAYMENT", "fee_total_sat": "230000", "order_total_sat": "250000",
+        "invoice": INVOICE_250K_SAT}}}
+    o.update(changes)
+    return o
+
+
+def test_bolt11_amount_from_the_hrp():
+    from lsps import bolt11
+    assert bolt11.amount_msat(bolt11.decode(INVOICE_250K_SAT)) == 250_000_000
+    assert bolt11.amount_msat(bolt11.RawInvoice("lnbcrt", [], [])) is None
+    assert bolt11.amount_msat(bolt11.RawInvoice("lnbcrt10p", [], [])) == 1
+    assert bolt11.amount_msat(bolt11.RawInvoice("lntbs3m", [], [])) == 300_000_000
+    with pytest.raises(bolt11.Bolt11Error):
+        bolt11.amount_msat(bolt11.RawInvoice("lnbcrt15p", [], []))
+
+
+def test_the_order_sold_is_the_order_asked_for():
+    lsps1.check_order_matches(LSP, sold(), ASKED)
+
+
+@pytest.mark.parametrize("changes", [
+    {"lsp_balance_sat": "400000"}, {"client_balance_sat": "0"},
+    {"required_channel_confirmations": 3}, {"funding_confirms_within_blocks": 144},
+    {"channel_expiry_blocks": 10}, {"announce_channel": True},
+    {"announce_channel": 0},
+])
+def test_lsp_changing_the_order_is_refused_with_1301(changes):
+    with pytest.raises(ClientError) as e:
+        lsps1.check_order_matches(LSP, sold(**changes), ASKED)
+    assert e.value.code == lsps1.ORDER_TOTAL_MISMATCH
+
+
+def test_invoice_asking_more_than_the_total_is_refused():
+    o = sold()
+    o["payment"]["bolt11"]["order_total_sat"] = "240000"
+    o["payment"]["bolt11"]["fee_total_sat"] = "220000"
+    with pytest.raises(ClientError) as e:
+        lsps1.check_order_matches(LSP, o, ASKED)
+    assert e.value.code == lsps1.ORDER_TOTAL_MISMATCH and "invoice asks" in e.value.message
+    with pytest.raises(ClientError) as e:
+        lsps1.check_invoice_amount(LSP, o, lsps1.EXTENSION_MISMATCH)
+    assert e.value.code == lsps1.EXTENSION_MISMATCH

@@ -64,6 +64,7 @@ def test_missing_required_param(outbox):
     d.on_request(PEER_A, Request("1", "lsps1.get_order", {}))
     err = outbox.last()["error"]
     assert err["code"] == -32602 and err["data"]["missing"] == ["order_id"]
+    assert err["data"]["property"] == "order_id"
     assert err["data"]["unrecognized"] == []
 
 
