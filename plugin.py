@@ -381,14 +381,23 @@ def on_custommsg(peer_id, payload, plugin, **kwargs):
     return {"result": "continue"}
 
 
+def _fan_out(event, names, *args):
+    """Hand an event to each running service, each on its own: one that fails is
+    logged and never keeps the others from it (held HTLCs must still be failed in time)."""
+    for name in names:
+        if name in state:
+            try:
+                getattr(state[name], event)(*args)
+            except Exception as e:
+                plugin.log(f"{name}.{event} failed: {e!r}", "warn")
+
+
 @plugin.subscribe("connect")
 def on_connect(plugin, connect=None, **kwargs):
     peer_id = (connect or kwargs).get("id")
-    if peer_id and "lsps0" in state:
-        state["lsps0"].on_connect(peer_id)
-    for name in ("lsps1_service", "lsps2_service", "messenger"):
-        if peer_id and name in state:
-            state[name].on_connect(peer_id)
+    if peer_id:
+        _fan_out("on_connect", ("lsps0", "lsps1_service", "lsps2_service", "messenger"),
+                 peer_id)
 
 
 @plugin.subscribe("disconnect")
@@ -485,9 +494,9 @@ def on_openchannel(openchannel, plugin, **kwargs):
 
 @plugin.subscribe("block_added")
 def on_block_added(plugin, block_added=None, **kwargs):
-    for name in ("lsps1_service", "lsps2_service", "holder"):
-        if name in state and block_added:
-            state[name].on_block(block_added["height"])
+    if block_added:
+        _fan_out("on_block", ("holder", "lsps1_service", "lsps2_service"),
+                 block_added["height"])
 
 
 @plugin.subscribe("channel_state_changed")

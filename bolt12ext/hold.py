@@ -85,7 +85,11 @@ class HoldBook:
         if hold is None or hold.state == FAILED:
             if not flagged or peer is None:
                 return None, None
-            hold = self.register(peer, payment_hash, now)
+            try:
+                hold = self.register(peer, payment_hash, now)
+            except HoldError:
+                # Beyond the limits: failed, never forwarded with hold_htlc still set.
+                return "fail", None
         if hold.state == RELEASED:
             hold.htlcs.pop(htlc_key, None)
             return "forward", hold

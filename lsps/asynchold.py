@@ -97,7 +97,8 @@ class HtlcHolder:
                 htlc_height(htlc))
             if action is None:
                 return False
-            self._save(hold)
+            if hold is not None:
+                self._save(hold)
             if action == "hold":
                 self._waiting[key] = (respond, extra)
         if action == "forward":

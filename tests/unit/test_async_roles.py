@@ -391,3 +391,43 @@ def test_recipient_claims_only_htlcs_that_came_through_its_path():
     assert ours.context_of(onion, blinded, "peer") is not None
     assert ours.context_of(onion, {}, "peer") is None          # copied into a plain onion
     assert ours.context_of(onion, blinded, "other") is None    # from another peer
+
+
+def test_flagged_htlc_beyond_the_limits_is_failed_not_forwarded():
+    """Issue 11 item 15: never `continue` with hold_htlc still set."""
+    book = hold.HoldBook(hold.Limits(per_peer=1, total=5))
+    book.register("a", "01" * 32, 0)
+    assert book.on_htlc("a", "02" * 32, "k", 1, 500, True, 1, 100) == ("fail", None)
+    # through the runtime holder: answered with a failure
+    from lsps.asynchold import HtlcHolder
+    holder = HtlcHolder.__new__(HtlcHolder)
+    holder.book, holder._lock, holder._waiting = book, threading.Lock(), {}
+    holder.store, holder.log = None, lambda msg, level: None
+    answers = []
+    htlc = {"short_channel_id": "1x1x1", "id": 7, "payment_hash": "03" * 32,
+            "amount_msat": 1000, "cltv_expiry": 500, "cltv_expiry_relative": 400,
+            "extra_tlvs": asyncmsg.hold_htlc_tlvs().hex()}
+    assert holder.on_htlc("a", htlc, answers.append)
+    assert answers == [{"result": "fail", "failure_message": "2002"}]
+
+
+def test_a_failing_service_does_not_keep_the_others_from_a_block(monkeypatch):
+    import importlib
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    module = importlib.import_module("plugin")
+    seen = []
+
+    class Broken:
+        def on_block(self, height):
+            raise RuntimeError("boom")
+
+    class Fine:
+        def on_block(self, height):
+            seen.append(height)
+
+    monkeypatch.setattr(module, "state", {"holder": Broken(), "lsps1_service": Broken(),
+                                          "lsps2_service": Fine()})
+    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
+    module.on_block_added(module.plugin, block_added={"height": 123})
+    assert seen == [123]
