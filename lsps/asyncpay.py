@@ -15,7 +15,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 from pyln.client import RpcError
 
@@ -33,6 +33,9 @@ from .store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
 REPLY = "reply"   # short-lived paths someone waits on; kept in memory only
+# Server paths one recipient may hold (it asks for them at will over LSPS0).
+SERVER_PATHS_PER_RECIPIENT = 4
+PRUNE_EVERY = 64   # new paths between two sweeps of expired ones
 PATHS, INVOICES, MAILBOX = "ompath", "asyncinv", "mailbox"
 
 
@@ -52,6 +55,7 @@ class OnionMessenger:
         self._handlers: Dict[str, Callable[[PathContext, onionmsg.Received], None]] = {}
         self._lock = threading.Lock()
         self._contexts: Dict[str, PathContext] = {}
+        self._remembered = 0
         self._waiting: Dict[str, queue.Queue] = {}
         self._handlers[REPLY] = self._on_reply
         self.mailbox: Optional["PeerMailbox"] = None
@@ -78,8 +82,27 @@ class OnionMessenger:
         for purpose in purposes:
             self._handlers[purpose] = handler
 
-    def remember(self, path_id: str, ctx: PathContext) -> None:
-        """Persist a context before its path leaves this node."""
+    def remember(self, path_id: str, ctx: PathContext,
+                 keep_per_peer: Optional[int] = None) -> None:
+        """Persist a context before its path leaves this node. `keep_per_peer`: paths a
+        peer asks for at will (server paths) are bounded: beyond it, that peer's oldest
+        path of the same purpose is forgotten (never another peer's). Expired contexts
+        are pruned as new ones come."""
+        evict: List[str] = []
+        with self._lock:
+            self._remembered += 1
+            now = now_s()
+            if self._remembered % PRUNE_EVERY == 0:
+                evict += [k for k, c in self._contexts.items()
+                          if c.expires_at <= now and k not in self._waiting]
+            if keep_per_peer is not None:
+                same = [k for k, c in self._contexts.items()
+                        if c.peer == ctx.peer and c.purpose == ctx.purpose and k not in evict]
+                evict += same[:max(0, len(same) + 1 - keep_per_peer)]
+            for key in evict:
+                self._contexts.pop(key, None)
+        for key in evict:
+            self.store.delete(PATHS, key)
         self.store.put(PATHS, path_id, ctx.to_record())
         with self._lock:
             self._contexts[path_id] = ctx
@@ -328,7 +351,7 @@ class StaticInvoiceServer:
     def server_paths(self, recipient_id: Optional[str]) -> dict:
         recipient = recipient_id or os.urandom(16).hex()
         path, path_id, ctx = self.core.recipient_paths(recipient, now_s())
-        self.messenger.remember(path_id, ctx)
+        self.messenger.remember(path_id, ctx, keep_per_peer=SERVER_PATHS_PER_RECIPIENT)
         return {"recipient_id": recipient, "paths": [path.serialize().hex()],
                 "expires_at": ctx.expires_at}
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional
 from . import bolt11 as B11
 from . import lsps1_service as S
 from . import lsps7_service as X
+from . import quota
 from .addresses import segwit_address_ok, segwit_script
 from .client import BAD_RESPONSE, ClientError
 from .cln import ClnNode, htlc_continue, htlc_fail, htlc_onion_fields, htlc_resolve, msat
@@ -30,6 +31,7 @@ ORDERS = "lsps1-orders"
 BOUGHT = "lsps1-bought"
 LEASES = "leases"
 MAX_UNPAID_ORDERS_PER_PEER = 10
+MAX_UNPAID_ORDERS_TOTAL = 10_000
 REPLAY_GRACE_S = 15
 # Blocks beyond cltv-final plus the hold margin asked of payers in the invoice, so an
 # honest payment a block behind still passes the arrival check.
@@ -138,12 +140,7 @@ class Lsps1Service:
 
     def _do_create(self, client_id: str, params: dict) -> dict:
         request = S.check_order(self.policy, params, self._address_ok)
-        with self.lock:
-            unpaid = sum(1 for o in self.orders.values() if o["client_id"] == client_id
-                         and o["order_state"] == S.CREATED
-                         and o["bolt11"]["state"] == S.EXPECT_PAYMENT)
-        if unpaid >= MAX_UNPAID_ORDERS_PER_PEER:
-            raise LspsError(1, "client rejected: too many unpaid orders")
+        self._admit(client_id)
         order = S.new_order(client_id, request, self.policy, now_ms())
         if order["onchain"] is not None:
             order["onchain"]["address"] = self.node.new_address()
@@ -152,6 +149,19 @@ class Lsps1Service:
         self.log(f"lsps1: order {order['order_id']} for {client_id}: "
                  f"{request.lsp_balance_sat}+{request.client_balance_sat} sat", "info")
         return S.order_json(order, self.policy)
+
+    def _admit(self, client_id: str) -> None:
+        """Unpaid orders are bounded per peer and in total (LSPS1 and LSPS7 alike)."""
+        channel_peers = {c["peer_id"] for c in self.node.channels()}
+        with self.lock:
+            unpaid: Dict[str, int] = {}
+            for o in self.orders.values():
+                if o["order_state"] == S.CREATED and o["bolt11"]["state"] == S.EXPECT_PAYMENT:
+                    unpaid[o["client_id"]] = unpaid.get(o["client_id"], 0) + 1
+        why = quota.refusal(unpaid, client_id, MAX_UNPAID_ORDERS_PER_PEER,
+                            MAX_UNPAID_ORDERS_TOTAL, channel_peers)
+        if why:
+            raise LspsError(1, f"client rejected: {why} (unpaid orders)")
 
     def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
         """Give the order its (held) invoice and record it, before answering.
@@ -221,6 +231,7 @@ class Lsps1Service:
         def do(peer, params):
             lease, blocks, token = X.check_order(self.lsps7, params, self._leases_of(peer),
                                                  self._address_ok)
+            self._admit(peer)
             order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms(),
                                 refund_onchain_address=params.get("refund_onchain_address"),
                                 onchain=self.policy.onchain)

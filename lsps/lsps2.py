@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
-from . import bolt11
+from . import bolt11, quota
 from . import lsps2_client as C
 from . import lsps2_service as S
 from .client import ClientError
@@ -50,6 +50,7 @@ PURCHASES = "lsps2-purchases"
 MAX_OPENS = 16
 # Unpaid JIT sessions one peer may hold at once (each is a stored record).
 MAX_ACTIVE_SESSIONS_PER_PEER = 20
+MAX_ACTIVE_SESSIONS_TOTAL = 10_000
 # Finished sessions stay visible to the operator this long after valid_until.
 SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
@@ -116,13 +117,18 @@ class Lsps2Service:
         return DEFERRED
 
     def _do_buy(self, client_id: str, params: dict) -> dict:
+        channels = self.node.channels()
         with self.lock:
-            active = sum(1 for s in self.sessions.values() if s["client_id"] == client_id
-                         and s["state"] in (S.WAITING, S.COLLECTING, S.OPENING)
-                         and s["valid_until_ms"] > now_ms())
-        if active >= MAX_ACTIVE_SESSIONS_PER_PEER:
-            raise LspsError(1, "client rejected: too many unpaid JIT channel purchases")
-        inbound = sum(c["receivable_msat"] for c in self.node.channels()
+            active: Dict[str, int] = {}
+            for s in self.sessions.values():
+                if s["state"] in (S.WAITING, S.COLLECTING, S.OPENING) and \
+                        s["valid_until_ms"] > now_ms():
+                    active[s["client_id"]] = active.get(s["client_id"], 0) + 1
+        why = quota.refusal(active, client_id, MAX_ACTIVE_SESSIONS_PER_PEER,
+                            MAX_ACTIVE_SESSIONS_TOTAL, {c["peer_id"] for c in channels})
+        if why:
+            raise LspsError(1, f"client rejected: {why} (unpaid JIT channel purchases)")
+        inbound = sum(c["receivable_msat"] for c in channels
                       if c["state"] == "CHANNELD_NORMAL" and c["peer_connected"])
         fee_params, size, fee = self.core.check_buy(
             client_id, params["opening_fee_params"], params.get("payment_size_msat"),

@@ -166,3 +166,32 @@ def test_path_book_checks():
     assert hop.next_node_id == pubkey(VIRTUAL)
     got = onionmsg.peel(VIRTUAL, hop.message)
     assert got.path_id == pid
+
+
+def test_server_paths_a_peer_asks_for_are_bounded_and_expired_ones_pruned():
+    """Issue 11 item 16: clnlsp.asyncpay.get_server_paths cannot grow our store."""
+    from fakes import MemoryRpc
+
+    from bolt12ext.contexts import PathContext
+    from lsps import asyncpay
+    from lsps.store import Store
+    rpc = MemoryRpc()
+    messenger = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
+    messenger.store = Store(lambda: rpc)
+    messenger._lock = __import__("threading").Lock()
+    messenger._contexts, messenger._waiting, messenger._remembered = {}, {}, 0
+    for i in range(20):
+        messenger.remember(f"{i:064x}", PathContext("request", 2**40, "peer"),
+                           keep_per_peer=asyncpay.SERVER_PATHS_PER_RECIPIENT)
+    messenger.remember("ff" * 32, PathContext("request", 2**40, "other"),
+                       keep_per_peer=asyncpay.SERVER_PATHS_PER_RECIPIENT)
+    mine = [k for k, c in messenger._contexts.items() if c.peer == "peer"]
+    assert mine == [f"{i:064x}" for i in range(16, 20)]   # the newest four
+    assert "ff" * 32 in messenger._contexts
+    assert len(rpc.data) == 5
+    for i in range(asyncpay.PRUNE_EVERY):
+        messenger.remember(f"e{i:063x}", PathContext("reply", 1, None))
+    # the sweep at the 64th path dropped the expired ones made before it
+    expired = [k for k, c in messenger._contexts.items() if c.expires_at == 1]
+    assert len(expired) == 21 + asyncpay.PRUNE_EVERY - (asyncpay.PRUNE_EVERY - 1)
+    assert len(rpc.data) == 5 + len(expired)
