@@ -1,0 +1,122 @@
+"""Lsps2Service against a fake node: one purchase funds at most one channel, across
+restarts, timeouts and CLTV failures (issue 11 item 9)."""
+from fakes import Dispatcher, MemoryRpc, Workers
+
+from lsps import lsps2_service as S
+from lsps.lsps2 import SESSIONS, Lsps2Service
+from lsps.lsps2_proto import OpeningFeeParams
+from lsps.store import Store
+
+CLIENT = "02" + "ab" * 32
+NOW_FAR = 2**42
+
+
+class FakeNode:
+    def __init__(self):
+        self.channel_list = []
+        self.fundings = []
+
+    def channels(self, peer_id=None):
+        return [c for c in self.channel_list if peer_id in (None, c["peer_id"])]
+
+    def fund_channel(self, peer_id, amount_sat, announce, mindepth, push_msat=0):
+        self.fundings.append((peer_id, amount_sat))
+        cid = f"funded{len(self.fundings)}"
+        self.channel_list.append({"channel_id": cid, "peer_id": peer_id, "opener": "local",
+                                  "state": "CHANNELD_AWAITING_LOCKIN", "scids": [],
+                                  "htlc_minimum_msat": 1})
+        return {"channel_id": cid, "funding_outpoint": "f:0"}
+
+    def set_channel_fee(self, *a):
+        pass
+
+    def cancel_open(self, peer):
+        pass
+
+
+def service(rpc, node, connected=True):
+    policy = S.Policy(fees=((2000, 10_000),), valid_for_s=600, min_lifetime=1008,
+                      max_client_to_self_delay=2016, min_payment_size_msat=10_000,
+                      max_payment_size_msat=10**9, cltv_expiry_delta=144,
+                      min_channel_sat=100_000)
+    timers = []
+    svc = Lsps2Service(node, Store(lambda: rpc), S.Service(policy, bytes(32)), Dispatcher(),
+                       lambda delay, fn: timers.append(fn), lambda peer: connected,
+                       lambda m, lvl: None)
+    svc.workers = svc.openers = Workers()
+    return svc, timers
+
+
+def opening_session(rpc, **extra):
+    params = OpeningFeeParams(2000, 10_000, NOW_FAR, 1008, 2016, 10_000, 10**9, "x")
+    session = S.new_session("900000x1x0", CLIENT, params, 100_000, 2000, 0)
+    session.update(state=S.OPENING, payment_hash="aa", first_part_ms=0,
+                   parts=[{"key": "1x1x1/1", "payment_hash": "aa", "amount_msat": 100_000,
+                           "forward_msat": 100_000, "cltv_expiry": 900, "outgoing_cltv": 756,
+                           "height": 100, "blinded": False, "payload": None,
+                           "arrived_ms": 0}], **extra)
+    Store(lambda: rpc).put(SESSIONS, session["scid"], session)
+    return session
+
+
+def test_restart_with_a_recorded_channel_never_funds_again():
+    rpc, node = MemoryRpc(), FakeNode()
+    opening_session(rpc, pre_channels=[], opening_channel_id="funded-before")
+    node.channel_list.append({"channel_id": "funded-before", "peer_id": CLIENT,
+                              "opener": "local", "state": "CHANNELD_NORMAL", "scids": [],
+                              "htlc_minimum_msat": 1})
+    svc, _ = service(rpc, node)
+    svc.start()
+    svc.workers.run_all()
+    assert node.fundings == []
+    assert svc.sessions["900000x1x0"]["state"] == S.FORWARDING
+    assert svc.sessions["900000x1x0"]["channel_id"] == "funded-before"
+
+
+def test_restart_after_the_mark_adopts_the_channel_the_open_made():
+    rpc, node = MemoryRpc(), FakeNode()
+    opening_session(rpc, pre_channels=["old"])
+    node.channel_list += [
+        {"channel_id": "old", "peer_id": CLIENT, "opener": "local", "state": "CHANNELD_NORMAL",
+         "scids": [], "htlc_minimum_msat": 1},
+        {"channel_id": "made", "peer_id": CLIENT, "opener": "local",
+         "state": "CHANNELD_AWAITING_LOCKIN", "scids": [], "htlc_minimum_msat": 1}]
+    svc, _ = service(rpc, node)
+    svc.start()
+    svc.workers.run_all()
+    assert node.fundings == []
+    assert svc.sessions["900000x1x0"]["opening_channel_id"] == "made"
+
+
+def test_no_second_fundchannel_after_a_ready_timeout():
+    rpc, node = MemoryRpc(), FakeNode()
+    opening_session(rpc)
+    svc, timers = service(rpc, node)
+    svc.start()
+    svc.workers.run_all()
+    assert len(node.fundings) == 1
+    # the channel never got ready in time: the parts are failed back
+    for fn in list(timers):
+        fn()
+    session = svc.sessions["900000x1x0"]
+    assert session["state"] == S.WAITING and session["opening_channel_id"] == "funded1"
+    # the payer retries: the same channel is awaited, none funded
+    part = {"key": "1x1x1/2", "payment_hash": "bb", "amount_msat": 100_000,
+            "forward_msat": 100_000, "cltv_expiry": 900, "outgoing_cltv": 756, "height": 100,
+            "blinded": False, "payload": None}
+    with svc.lock:
+        svc._apply(session, S.on_htlc(session, part, 1, True, 144, 6))
+    svc.workers.run_all()
+    assert len(node.fundings) == 1
+
+
+def test_a_client_offline_at_start_resumes_on_connect():
+    rpc, node = MemoryRpc(), FakeNode()
+    opening_session(rpc)
+    svc, _ = service(rpc, node, connected=False)
+    svc.start()
+    svc.workers.run_all()
+    assert node.fundings == []
+    svc.on_connect(CLIENT)
+    svc.workers.run_all()
+    assert len(node.fundings) == 1
