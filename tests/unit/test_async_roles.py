@@ -431,3 +431,40 @@ def test_a_failing_service_does_not_keep_the_others_from_a_block(monkeypatch):
     monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
     module.on_block_added(module.plugin, block_added={"height": 123})
     assert seen == [123]
+
+
+def test_an_error_on_an_owned_htlc_fails_it_never_continues(monkeypatch):
+    """Issue 11 item 6: `continue` would let lightningd settle an order's invoice."""
+    import importlib
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    module = importlib.import_module("plugin")
+
+    class Orders:
+        def owns_payment(self, onion, htlc):
+            return True
+
+        def on_htlc(self, onion, htlc, respond):
+            raise KeyError("boom")
+
+    class Request:
+        class state:
+            name = "PENDING"
+
+        def __init__(self):
+            self.results = []
+
+        def set_result(self, result):
+            self.results.append(result)
+            self.state = type("S", (), {"name": "FINISHED"})
+
+    monkeypatch.setattr(module, "state", {"lsps1_service": Orders()})
+    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
+    request = Request()
+    htlc = {"amount_msat": 5000, "cltv_expiry": 150, "cltv_expiry_relative": 50,
+            "payment_hash": "aa" * 32, "short_channel_id": "1x1x1", "id": 1}
+    module.on_htlc_accepted({"payload": ""}, htlc, request, module.plugin)
+    (answer,) = request.results
+    assert answer["result"] == "fail" and answer["failure_message"].startswith("400f")
+    assert int(answer["failure_message"][4:20], 16) == 5000      # htlc_msat
+    assert int(answer["failure_message"][20:], 16) == 100         # height
