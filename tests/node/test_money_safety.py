@@ -11,7 +11,9 @@ from test_lsps1 import LSP_OPTS as LSPS1_OPTS
 from test_lsps1 import new_channels, order_topology
 from test_lsps2 import LSP_OPTS, client_channels, jit_topology, received_msat
 
+from bolt12ext import payer as payer_lib
 from bolt12ext import tlv
+from bolt12ext.blinding import PaymentHop, PaymentRelay, payment_path
 from lsps import lsps2_proto as P
 
 
@@ -229,3 +231,46 @@ def test_lsps2_stalled_peers_do_not_stall_the_service(node_factory, plugin_path,
             payer.rpc.waitsendpay(b["payment_hash"], partid=1, groupid=1, timeout=90)
     wait_for(lambda: all(session_of(lsp, b)["state"] == "waiting" for b in futures))
     assert all(not c.get("htlcs") for c in lsp.rpc.listpeerchannels()["channels"])
+
+
+def pay_over_blinded_jit_path(payer, lsp, client, buy, amount, relay_fee_msat):
+    """The payer pays through a blinded path [LSP --jit scid--> client] whose relay
+    for the LSP's hop charges relay_fee_msat (what lightningd will skim)."""
+    height = payer.rpc.getinfo()["blockheight"]
+    hop = PaymentHop(bytes.fromhex(lsp.info["id"]), buy["jit_channel_scid"],
+                     PaymentRelay(buy["lsp_cltv_expiry_delta"], 0, relay_fee_msat), 0)
+    path, info = payment_path(os.urandom(32), [hop], bytes.fromhex(client.info["id"]),
+                              os.urandom(32), height + 2000, 10**10, 18)
+    final_cltv = height + 18
+    hops = payer_lib.onion_hops([], path, amount, final_cltv)
+    payment_hash = os.urandom(32)
+    onion = payer.rpc.createonion(
+        hops=[{"pubkey": k.hex(), "payload": (tlv.bigsize(len(p)) + p).hex()} for k, p in hops],
+        assocdata=payment_hash.hex())
+    # As the recipient would: the payer is told the hop is free (it pays `amount`), the
+    # encrypted relay makes lightningd forward amount - relay_fee_msat.
+    _, intro_cltv = payer_lib.at_introduction(amount, final_cltv, info)
+    payer.rpc.sendonion(onion=onion["onion"], first_hop={
+        "id": lsp.info["id"], "amount_msat": amount, "delay": intro_cltv - height},
+        payment_hash=payment_hash.hex(), shared_secrets=onion["shared_secrets"])
+    return payment_hash.hex()
+
+
+def test_lsps2_blinded_htlc_opens_only_when_the_skim_pays_the_fee(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    buy = client.rpc.call("lsps2-buy", [lsp.info["id"]])   # no-MPP: fee from the amount
+    amount = 5_000_000
+    fee = max(2000, -(-amount * 10_000 // 1_000_000))
+    # A blinded path whose relay leaves the LSP nothing: failed, nothing opened.
+    payment_hash = pay_over_blinded_jit_path(payer, lsp, client, buy, amount, 0)
+    with pytest.raises(RpcError):
+        payer.rpc.waitsendpay(payment_hash, timeout=60)
+    assert not lsp.daemon.is_in_log(r"plugin-spenderp: mfc")  # no fundchannel ran
+    assert client_channels(client, lsp) == []
+    assert session_of(lsp, buy)["state"] == "waiting"
+    # One whose relay leaves the fee: the LSP opens once and forwards it unchanged.
+    payment_hash = pay_over_blinded_jit_path(payer, lsp, client, buy, amount, fee)
+    wait_for(lambda: len(client_channels(client, lsp)) == 1)
+    with pytest.raises(RpcError):   # the client cannot claim a path it never made
+        payer.rpc.waitsendpay(payment_hash, timeout=60)
+    assert len(client_channels(client, lsp)) == 1
