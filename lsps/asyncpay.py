@@ -33,6 +33,9 @@ from .store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
 REPLY = "reply"   # short-lived paths someone waits on; kept in memory only
+# Messages waiting for the worker, and sends waiting for a connection, at most.
+MAX_QUEUED = 1000
+MAX_CONNECTING = 50
 # Server paths one recipient may hold (it asks for them at will over LSPS0).
 SERVER_PATHS_PER_RECIPIENT = 4
 PRUNE_EVERY = 64   # new paths between two sweeps of expired ones
@@ -59,8 +62,14 @@ class OnionMessenger:
         self._waiting: Dict[str, queue.Queue] = {}
         self._handlers[REPLY] = self._on_reply
         self.mailbox: Optional["PeerMailbox"] = None
-        # One worker keeps messages in arrival order and lightningd's notifications flowing.
+        # One worker keeps messages in arrival order and lightningd's notifications flowing;
+        # its queue is bounded. Sends that need a new connection (to an introduction node
+        # a peer chose) go to their own small pool, so they never stall that worker.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clnlsp-om")
+        self._connector = ThreadPoolExecutor(max_workers=2, thread_name_prefix="clnlsp-om-conn")
+        self._queued = 0
+        self._connecting = 0
+        self._local = threading.local()
 
     @property
     def virtual_id(self) -> bytes:
@@ -146,13 +155,13 @@ class OnionMessenger:
         """lightningd could not forward an onion message: for our virtual node, or for an
         offline peer whose mailbox we keep?"""
         if event.get("next_node_id") == self.virtual_id.hex() and event.get("outgoing"):
-            self._worker.submit(self._receive, event["outgoing"])
+            self._submit(self._receive, event["outgoing"])
         elif self.mailbox is not None and event.get("outgoing") and event.get("incoming"):
-            self._worker.submit(self.mailbox.keep, event)
+            self._submit(self.mailbox.keep, event)
 
     def on_connect(self, peer_id: str) -> None:
         if self.mailbox is not None:
-            self._worker.submit(self.mailbox.deliver, peer_id)
+            self._submit(self.mailbox.deliver, peer_id)
 
     def _receive(self, outgoing_hex: str) -> None:
         try:
@@ -185,8 +194,26 @@ class OnionMessenger:
             d = message["reply_blindedpath"]
             reply = dict_path(dict(d, path=d.get("hops", [])))
         got = onionmsg.Received(bytes.fromhex(path_id), contents, reply, {})
-        self._worker.submit(self._dispatch, got)
+        self._submit(self._dispatch, got)
         return True
+
+    def _submit(self, fn, *args) -> None:
+        """Queue work for the worker, or drop it when MAX_QUEUED are waiting."""
+        with self._lock:
+            if self._queued >= MAX_QUEUED:
+                full = True
+            else:
+                full, self._queued = False, self._queued + 1
+        if full:
+            self.drop("queue full")
+            return
+
+        def run():
+            with self._lock:
+                self._queued -= 1
+            self._local.on_worker = True
+            fn(*args)
+        self._worker.submit(run)
 
     def _dispatch(self, got: onionmsg.Received) -> None:
         with self._lock:
@@ -216,7 +243,11 @@ class OnionMessenger:
             return False
         full = path
         if path.first_node_id != self.node_id:
-            hops = self._hops_to(path.first_node_id.hex())
+            intro = path.first_node_id.hex()
+            if getattr(self._local, "on_worker", False) and \
+                    intro not in self.node.connected_peers():
+                return self._send_later(path, contents, reply_path)
+            hops = self._hops_to(intro)
             if hops is None:
                 return False
             full = onionmsg.prepend(os.urandom(32), [self.node_id] + hops, path)
@@ -228,6 +259,28 @@ class OnionMessenger:
             return False
         return True
 
+
+    def _send_later(self, path: BlindedPath, contents: Dict[int, bytes],
+                    reply_path: Optional[BlindedPath]) -> bool:
+        """A send from the worker that may have to connect: on the connector pool
+        (at most MAX_CONNECTING waiting), so an unreachable node stalls only itself."""
+        with self._lock:
+            if self._connecting >= MAX_CONNECTING:
+                full = True
+            else:
+                full, self._connecting = False, self._connecting + 1
+        if full:
+            self.drop("too many sends waiting for a connection")
+            return False
+
+        def run():
+            try:
+                self.send(path, contents, reply_path)
+            finally:
+                with self._lock:
+                    self._connecting -= 1
+        self._connector.submit(run)
+        return True
 
     def _hops_to(self, intro: str) -> Optional[list]:
         """Nodes between us and the introduction node: none when it is a peer, else a

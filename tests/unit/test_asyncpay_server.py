@@ -195,3 +195,71 @@ def test_server_paths_a_peer_asks_for_are_bounded_and_expired_ones_pruned():
     expired = [k for k, c in messenger._contexts.items() if c.expires_at == 1]
     assert len(expired) == 21 + asyncpay.PRUNE_EVERY - (asyncpay.PRUNE_EVERY - 1)
     assert len(rpc.data) == 5 + len(expired)
+
+
+def _bare_messenger():
+    import threading
+    from collections import Counter
+
+    from lsps import asyncpay
+    m = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
+    m._lock = threading.Lock()
+    m._local = threading.local()
+    m._queued = m._connecting = 0
+    m.dropped = Counter()
+    m.log = lambda msg, level: None
+    return m
+
+
+def test_the_worker_queue_is_bounded():
+    from lsps import asyncpay
+
+    class Held:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, fn):
+            self.jobs.append(fn)
+
+    m = _bare_messenger()
+    m._worker = Held()
+    for _ in range(asyncpay.MAX_QUEUED + 5):
+        m._submit(lambda: None)
+    assert len(m._worker.jobs) == asyncpay.MAX_QUEUED and m.dropped["queue full"] == 5
+    m._worker.jobs[0]()
+    m._submit(lambda: None)
+    assert len(m._worker.jobs) == asyncpay.MAX_QUEUED + 1
+
+
+def test_a_reply_to_an_unreachable_node_never_blocks_the_worker():
+    """Issue 11 item 16: the worker hands sends that must connect to another pool."""
+    import os
+
+    from bolt12ext import blinding
+    from bolt12ext.sphinx import pubkey
+    from lsps import asyncpay
+
+    class Node:
+        def connected_peers(self):
+            return []
+
+        def connect(self, peer):
+            raise AssertionError("the worker must not connect")
+
+    class Pool:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, fn):
+            self.jobs.append(fn)
+
+    m = _bare_messenger()
+    m.node, m.node_id, m._connector = Node(), pubkey(bytes([1] * 32)), Pool()
+    far = pubkey(bytes([2] * 32))
+    path = blinding.message_path(os.urandom(32), [far, pubkey(bytes([3] * 32))], os.urandom(32))
+    m._local.on_worker = True
+    assert m.send(path, {64: b"x"}) is True and len(m._connector.jobs) == 1
+    for _ in range(asyncpay.MAX_CONNECTING):
+        m.send(path, {64: b"x"})
+    assert len(m._connector.jobs) == asyncpay.MAX_CONNECTING
+    assert m.dropped["too many sends waiting for a connection"] == 1
