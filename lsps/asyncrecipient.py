@@ -38,6 +38,10 @@ OFFERS, PAYPATHS, ISSUED, RECEIVED = "asyncoffer", "asyncpaypath", "asyncissued"
 HELD, INVREQ = "recipient_held", "recipient_invreq"
 MAX_SLOTS = 10
 MAX_PAYMENT_PATHS = 3
+# Invoices one offer may have outstanding: anyone may send invoice_requests, and each
+# one stores a preimage and payment paths until its payment can no longer come.
+MAX_OPEN_INVOICES_PER_OFFER = 100
+KEEP_AFTER_EXPIRY_S = 86400
 CLTV_ROOM_BLOCKS = 2 * 2016   # payments may arrive (and be held) during the invoice's life
 
 
@@ -264,10 +268,13 @@ class AsyncRecipient:
         except DecodeError as e:
             self.messenger.drop(f"forwarded invoice_request refused: {e}")
             return
+        if self._open_invoices(record["offer_id"]) >= MAX_OPEN_INVOICES_PER_OFFER:
+            self.messenger.drop("too many open invoices for this offer")
+            return
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
         pay_paths = self._payment_paths(record, "invoice", recipient.INVOICE_RELATIVE_EXPIRY_S
-                                        + 86400, payment_hash.hex())
+                                        + KEEP_AFTER_EXPIRY_S, payment_hash.hex())
         try:
             invoice = recipient.invoice_for(invreq, request, self.issuer_secret, pay_paths,
                                             payment_hash, now_s())
@@ -283,6 +290,25 @@ class AsyncRecipient:
             self.issued[payment_hash.hex()] = issued
         if self.messenger.send(got.reply_path, {onionmsg.INVOICE: invoice}):
             self._count(record["offer_id"], "invoices_issued")
+
+    def _open_invoices(self, offer_id: str) -> int:
+        """Forget issued invoices (and payment paths) whose payment can no longer come,
+        then count the offer's outstanding ones."""
+        now = now_s()
+        with self._lock:
+            old = [h for h, i in self.issued.items()
+                   if i["expires_at"] + KEEP_AFTER_EXPIRY_S <= now]
+            for h in old:
+                del self.issued[h]
+            gone = [k for k, c in self.paypaths.items() if c["expires_at"] <= now]
+            for k in gone:
+                del self.paypaths[k]
+            count = sum(1 for i in self.issued.values() if i["offer_id"] == offer_id)
+        for h in old:
+            self.store.delete(ISSUED, h)
+        for k in gone:
+            self.store.delete(PAYPATHS, k)
+        return count
 
     def _count(self, offer_id: Optional[str], field: str) -> None:
         with self._lock:

@@ -468,3 +468,47 @@ def test_an_error_on_an_owned_htlc_fails_it_never_continues(monkeypatch):
     assert answer["result"] == "fail" and answer["failure_message"].startswith("400f")
     assert int(answer["failure_message"][4:20], 16) == 5000      # htlc_msat
     assert int(answer["failure_message"][20:], 16) == 100         # height
+
+
+def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
+    """Issue 11 item 16: invoice_requests from anyone cannot grow our store."""
+    from fakes import MemoryRpc
+
+    from lsps import asyncrecipient as R
+    from lsps.store import Store
+    rpc = MemoryRpc()
+    ours = R.AsyncRecipient.__new__(R.AsyncRecipient)
+    ours._lock, ours.store = threading.Lock(), Store(lambda: rpc)
+    monkeypatch.setattr(R, "now_s", lambda: 10_000)
+    ours.issued = {f"{i:064x}": {"offer_id": "o", "expires_at": 10_000 - R.KEEP_AFTER_EXPIRY_S}
+                   for i in range(5)}                       # past: forgotten
+    ours.issued.update({f"f{i:063x}": {"offer_id": "o", "expires_at": 20_000} for i in range(3)})
+    ours.paypaths = {"a": {"expires_at": 9_999}, "b": {"expires_at": 10_001}}
+    for h, i in ours.issued.items():
+        ours.store.put(R.ISSUED, h, i)
+    assert ours._open_invoices("o") == 3 and ours._open_invoices("other") == 0
+    assert list(ours.paypaths) == ["b"] and len(rpc.data) == 3
+
+
+def test_invoice_requests_beyond_the_bound_are_dropped(monkeypatch):
+    from bolt12ext import onionmsg
+    from lsps import asyncrecipient as R
+    monkeypatch.setattr(R, "MAX_OPEN_INVOICES_PER_OFFER", 3)
+    dropped = []
+
+    class Messenger:
+        def drop(self, why):
+            dropped.append(why)
+
+    data = offer(5000)
+    ours = R.AsyncRecipient.__new__(R.AsyncRecipient)
+    ours._lock, ours.messenger, ours.paypaths = threading.Lock(), Messenger(), {}
+    ours.offers = {"o": {"offer_id": "o", "offer": data.hex()}}
+    ours.issued = {f"{i:064x}": {"offer_id": "o", "expires_at": 2**40} for i in range(3)}
+    got = onionmsg.Received(os.urandom(32), {onionmsg.INVOICE_REQUEST: invreq_for(data)},
+                            "a reply path", {})
+
+    class Ctx:
+        data = {"offer_id": "o"}
+    ours.on_invoice_request(Ctx(), got)
+    assert dropped == ["too many open invoices for this offer"]
