@@ -197,20 +197,27 @@ class OnionMessenger:
         self._submit(self._dispatch, got)
         return True
 
+    def _take(self, counter: str, limit: int, why: str) -> bool:
+        """One more of a bounded count (`_queued`, `_connecting`); False, counted as a
+        drop, when `limit` are already taken."""
+        with self._lock:
+            if getattr(self, counter) < limit:
+                setattr(self, counter, getattr(self, counter) + 1)
+                return True
+        self.drop(why)
+        return False
+
+    def _give_back(self, counter: str) -> None:
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) - 1)
+
     def _submit(self, fn, *args) -> None:
         """Queue work for the worker, or drop it when MAX_QUEUED are waiting."""
-        with self._lock:
-            if self._queued >= MAX_QUEUED:
-                full = True
-            else:
-                full, self._queued = False, self._queued + 1
-        if full:
-            self.drop("queue full")
+        if not self._take("_queued", MAX_QUEUED, "queue full"):
             return
 
         def run():
-            with self._lock:
-                self._queued -= 1
+            self._give_back("_queued")
             self._local.on_worker = True
             fn(*args)
         self._worker.submit(run)
@@ -264,21 +271,15 @@ class OnionMessenger:
                     reply_path: Optional[BlindedPath]) -> bool:
         """A send from the worker that may have to connect: on the connector pool
         (at most MAX_CONNECTING waiting), so an unreachable node stalls only itself."""
-        with self._lock:
-            if self._connecting >= MAX_CONNECTING:
-                full = True
-            else:
-                full, self._connecting = False, self._connecting + 1
-        if full:
-            self.drop("too many sends waiting for a connection")
+        if not self._take("_connecting", MAX_CONNECTING,
+                          "too many sends waiting for a connection"):
             return False
 
         def run():
             try:
                 self.send(path, contents, reply_path)
             finally:
-                with self._lock:
-                    self._connecting -= 1
+                self._give_back("_connecting")
         self._connector.submit(run)
         return True
 

@@ -1,6 +1,21 @@
 """Stand-ins for lightningd in runtime unit tests: a datastore, a node, a clock."""
 import threading
 
+from lsps import lsps1_service
+
+MIN_CLTV = 10  # cltv-final plus the hold margin, as the LSPS1 runtime passes it
+SECRET = "5e" * 32
+
+
+def order_part(order, key, amount, cltv, **changes):
+    """An honest part of an LSPS1/LSPS7 order's invoice, as lightningd parsed its onion."""
+    order["bolt11"].setdefault("payment_secret", SECRET)
+    fields = dict(key=key, amount_msat=amount, cltv_expiry=cltv, forward_msat=amount,
+                  outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
+                  payment_secret=order["bolt11"]["payment_secret"])
+    fields.update(changes)
+    return lsps1_service.Part(**fields)
+
 
 class MemoryRpc:
     """The datastore calls of lightningd's RPC, in memory."""

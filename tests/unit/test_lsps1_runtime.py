@@ -146,17 +146,22 @@ def test_a_refund_in_flight_is_not_started_again():
     assert node.prepared == []
 
 
-def test_crash_after_broadcast_recovers_by_txid_without_paying_again():
+def refund_recorded_before_a_crash():
+    """A failed order whose refund was prepared and recorded (txid), then the crash."""
     rpc = MemoryRpc()
     service, node, _ = make_service(rpc=rpc)
     order = failed_order_with_output(service, node)
-    # Crash right after txsend: the record has the txid, the refund is not marked sent.
     prepared = node.prepare_onchain(REFUND_TO, 49_800)
     order["onchain"]["refund_pending"] = {"outpoints": ["t:0"], "amount_sat": 49_800,
                                           "txid": prepared["txid"], "psbt": prepared["psbt"]}
     service._persist(order)
-    node.send_prepared(prepared["txid"])
     service.workers.jobs.clear()
+    return rpc, node, order, prepared
+
+
+def test_crash_after_broadcast_recovers_by_txid_without_paying_again():
+    rpc, node, order, prepared = refund_recorded_before_a_crash()
+    node.send_prepared(prepared["txid"])  # it went out just before the crash
     restarted, _, _ = make_service(node=node, rpc=rpc)
     restarted.on_block(105)
     restarted.workers.run_all()
@@ -165,14 +170,7 @@ def test_crash_after_broadcast_recovers_by_txid_without_paying_again():
 
 
 def test_crash_before_broadcast_releases_and_sends_once():
-    rpc = MemoryRpc()
-    service, node, _ = make_service(rpc=rpc)
-    order = failed_order_with_output(service, node)
-    prepared = node.prepare_onchain(REFUND_TO, 49_800)
-    order["onchain"]["refund_pending"] = {"outpoints": ["t:0"], "amount_sat": 49_800,
-                                          "txid": prepared["txid"], "psbt": prepared["psbt"]}
-    service._persist(order)
-    service.workers.jobs.clear()
+    rpc, node, order, prepared = refund_recorded_before_a_crash()
     node.send_fails = True  # lightningd restarted: it no longer knows the prepared tx
     restarted, _, _ = make_service(node=node, rpc=rpc)
     restarted._send_refund(order["order_id"], ["t:0"])

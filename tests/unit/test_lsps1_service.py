@@ -1,25 +1,14 @@
 import dataclasses
 
 import pytest
+from fakes import MIN_CLTV
+from fakes import order_part as part
 
 from lsps import lsps1_service as S
 from lsps.jsonrpc import LspsError
 
 CLIENT = "02" + "ab" * 32
 
-
-MIN_CLTV = 10  # cltv-final plus the hold margin, as the runtime passes it
-SECRET = "5e" * 32
-
-
-def part(order, key, amount, cltv, **changes):
-    """An honest part of the order's invoice (as lightningd parsed the onion)."""
-    order["bolt11"].setdefault("payment_secret", SECRET)
-    fields = dict(key=key, amount_msat=amount, cltv_expiry=cltv, forward_msat=amount,
-                  outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
-                  payment_secret=order["bolt11"]["payment_secret"])
-    fields.update(changes)
-    return S.Part(**fields)
 NOW = 1_800_000_000_000
 POLICY = S.Policy(min_initial_lsp_balance_sat=100_000, max_initial_lsp_balance_sat=1_000_000,
                   min_initial_client_balance_sat=0, max_initial_client_balance_sat=500_000,

@@ -1,4 +1,6 @@
 import pytest
+from fakes import MIN_CLTV
+from fakes import order_part as part
 
 from lsps import lsps1_service as S
 from lsps import lsps7_service as X
@@ -6,19 +8,6 @@ from lsps.jsonrpc import LspsError
 
 NOW = 1_800_000_000_000
 
-
-MIN_CLTV = 10  # cltv-final plus the hold margin, as the runtime passes it
-SECRET = "5e" * 32
-
-
-def part(order, key, amount, cltv, **changes):
-    """An honest part of the order's invoice (as lightningd parsed the onion)."""
-    order["bolt11"].setdefault("payment_secret", SECRET)
-    fields = dict(key=key, amount_msat=amount, cltv_expiry=cltv, forward_msat=amount,
-                  outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
-                  payment_secret=order["bolt11"]["payment_secret"])
-    fields.update(changes)
-    return S.Part(**fields)
 POLICY = X.Policy(max_extension_blocks=1000, fee_base_sat=10, fee_ppm_per_block=2)
 
 
