@@ -12,7 +12,7 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Collection, Dict, List, Optional, Tuple
 
 WAITING, HELD, RELEASED, FAILED = "waiting_htlc", "held", "released", "failed"
 
@@ -62,8 +62,11 @@ class HoldBook:
         self.limits = limits
         self.holds: Dict[str, Hold] = {}
 
-    def register(self, peer: str, payment_hash: str, now: int) -> Hold:
-        """A hold for (peer, hash); asking again gives the same hold."""
+    def register(self, peer: str, payment_hash: str, now: int,
+                 channel_peers: Optional[Collection[str]] = None) -> Hold:
+        """A hold for (peer, hash); asking again gives the same hold. With
+        `channel_peers`, peers without a channel share half of the total, so that
+        fresh node ids cannot take every hold from the peers we have channels with."""
         known = self.holds.get(hold_key(peer, payment_hash))
         if known is not None and known.state in (WAITING, HELD):
             return known
@@ -72,6 +75,9 @@ class HoldBook:
             raise HoldError("too many holds for this peer")
         if len(active) >= self.limits.total:
             raise HoldError("too many holds")
+        if channel_peers is not None and peer not in channel_peers and \
+                sum(h.peer not in channel_peers for h in active) >= self.limits.total // 2:
+            raise HoldError("too many holds for peers without a channel")
         hold = Hold(peer, payment_hash, now, now + self.limits.ttl_s)
         self.holds[hold.key] = hold
         return hold

@@ -72,9 +72,10 @@ class HtlcHolder:
                 any(c not in "0123456789abcdef" for c in payment_hash):
             raise LspsError(jsonrpc.INVALID_PARAMS,
                             "payment_hash: expected 32 bytes in lowercase hex")
+        channel_peers = {c["peer_id"] for c in self.messenger.node.channels()}
         with self._lock:
             try:
-                hold = self.book.register(call.peer_id, payment_hash, now_s())
+                hold = self.book.register(call.peer_id, payment_hash, now_s(), channel_peers)
             except HoldError as e:
                 raise LspsError(HOLD_REFUSED, str(e)) from e
             ttl = hold.expires_at - now_s()

@@ -512,3 +512,13 @@ def test_invoice_requests_beyond_the_bound_are_dropped(monkeypatch):
         data = {"offer_id": "o"}
     ours.on_invoice_request(Ctx(), got)
     assert dropped == ["too many open invoices for this offer"]
+
+
+def test_fresh_node_ids_cannot_take_every_hold():
+    book = hold.HoldBook(hold.Limits(per_peer=20, total=100))
+    for i in range(50):
+        book.register(f"fresh{i}", "01" * 32, 0, channel_peers={"customer"})
+    with pytest.raises(hold.HoldError, match="without a channel"):
+        book.register("fresh50", "01" * 32, 0, channel_peers={"customer"})
+    for i in range(20):
+        book.register("customer", f"{i:064x}", 0, channel_peers={"customer"})
