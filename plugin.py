@@ -446,8 +446,11 @@ def on_htlc_accepted(onion, htlc, request, plugin, **kwargs):
     owner = None
     try:
         holder = state.get("holder")
-        if holder is not None and holder.on_htlc(kwargs.get("peer_id"), htlc, respond):
-            return
+        if holder is not None:
+            owner = "holder" if holder.flagged(htlc) else None  # never forward 75537
+            if holder.on_htlc(kwargs.get("peer_id"), htlc, respond):
+                return
+            owner = None
         receiving = state.get("async_recipient")
         mine = (receiving.context_of(onion, htlc, kwargs.get("peer_id"))
                 if receiving is not None else None)

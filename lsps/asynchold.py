@@ -86,10 +86,19 @@ class HtlcHolder:
         return {"release_paths": [path.serialize().hex()], "expires_at": hold.expires_at}
 
     # --- HTLCs -------------------------------------------------------------------------------
+    @staticmethod
+    def flagged(htlc: dict) -> bool:
+        """Does the HTLC carry hold_htlc (75537)?"""
+        extra = htlc.get("extra_tlvs") or ""
+        try:
+            return bool(extra) and asyncmsg.has_hold_htlc(bytes.fromhex(extra))
+        except (DecodeError, ValueError):
+            return False
+
     def on_htlc(self, peer_id, htlc: dict, respond) -> bool:
         """True when the HTLC is ours to hold (it is then answered now or later)."""
         extra = htlc.get("extra_tlvs") or ""
-        flagged = bool(extra) and asyncmsg.has_hold_htlc(bytes.fromhex(extra))
+        flagged = self.flagged(htlc)
         key = f"{htlc['short_channel_id']}/{htlc['id']}"
         with self._lock:
             action, hold = self.book.on_htlc(

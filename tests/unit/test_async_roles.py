@@ -522,3 +522,35 @@ def test_fresh_node_ids_cannot_take_every_hold():
         book.register("fresh50", "01" * 32, 0, channel_peers={"customer"})
     for i in range(20):
         book.register("customer", f"{i:064x}", 0, channel_peers={"customer"})
+
+
+def test_a_holder_error_on_a_flagged_htlc_fails_it(monkeypatch):
+    import importlib
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    module = importlib.import_module("plugin")
+    from lsps.asynchold import HtlcHolder
+
+    class Broken(HtlcHolder):
+        def __init__(self):
+            pass
+
+        def on_htlc(self, peer_id, htlc, respond):
+            raise RuntimeError("boom")
+
+    answers = []
+
+    class Request:
+        class state:
+            name = "PENDING"
+
+        def set_result(self, result):
+            answers.append(result)
+
+    monkeypatch.setattr(module, "state", {"holder": Broken()})
+    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
+    htlc = {"amount_msat": 5000, "cltv_expiry": 150, "cltv_expiry_relative": 50,
+            "payment_hash": "aa" * 32, "short_channel_id": "1x1x1", "id": 1,
+            "extra_tlvs": asyncmsg.hold_htlc_tlvs().hex()}
+    module.on_htlc_accepted({"payload": ""}, htlc, Request(), module.plugin)
+    assert answers == [{"result": "fail", "failure_message": "2002"}]
