@@ -30,6 +30,7 @@ from bolt12ext.tlv import records as tlv_records
 
 from .asyncpay import OnionMessenger, now_s
 from .cln import ClnNode, htlc_fail, htlc_height, msat
+from .lsps1_service import incorrect_or_unknown
 from .store import Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
@@ -51,8 +52,7 @@ class RecipientError(Exception):
 
 def incorrect_details(amount_msat: int, height: int) -> dict:
     """BOLT4 incorrect_or_unknown_payment_details, what a final node answers."""
-    return htlc_fail("400f" + amount_msat.to_bytes(8, "big").hex()
-                     + height.to_bytes(4, "big").hex())
+    return htlc_fail(incorrect_or_unknown(amount_msat, height))
 
 
 class AsyncRecipient:

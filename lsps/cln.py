@@ -17,6 +17,7 @@ from bolt12ext.tlv import bigsize
 
 from . import jsonrpc
 from .client import Client
+from .lsps1_service import incorrect_or_unknown
 from .runtime import FairSender, TimerService
 from .service import Dispatcher, Limits
 from .transport import Transport
@@ -93,10 +94,7 @@ def htlc_failure_for(owner: str, htlc: dict) -> dict:
     invoices (final hop) incorrect_or_unknown_payment_details, else
     temporary_node_failure."""
     if owner in ("lsps1_service", "async_recipient"):
-        amount = msat(htlc.get("amount_msat", 0))
-        height = htlc.get("cltv_expiry", 0) - htlc.get("cltv_expiry_relative", 0)
-        return htlc_fail(((0x400F).to_bytes(2, "big") + amount.to_bytes(8, "big")
-                          + max(height, 0).to_bytes(4, "big")).hex())
+        return htlc_fail(incorrect_or_unknown(msat(htlc["amount_msat"]), htlc_height(htlc)))
     return htlc_fail(TEMPORARY_NODE_FAILURE)
 
 

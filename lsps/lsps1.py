@@ -20,7 +20,15 @@ from . import lsps7_service as X
 from . import quota
 from .addresses import segwit_address_ok, segwit_script
 from .client import BAD_RESPONSE, ClientError
-from .cln import ClnNode, htlc_continue, htlc_fail, htlc_onion_fields, htlc_resolve, msat
+from .cln import (
+    ClnNode,
+    htlc_continue,
+    htlc_fail,
+    htlc_height,
+    htlc_onion_fields,
+    htlc_resolve,
+    msat,
+)
 from .jsonrpc import INTERNAL_ERROR, LspsError
 from .lsps2_proto import ProtocolError, parse_msat, parse_uint
 from .runtime import arm_deadline, now_ms
@@ -276,16 +284,14 @@ class Lsps1Service:
                       else amount,
                       outgoing_cltv=fields["outgoing_cltv"] or 0,
                       total_msat=fields["total_msat"], payment_secret=fields["payment_secret"])
-        height = htlc["cltv_expiry"] - htlc["cltv_expiry_relative"]
-        min_cltv = self.cltv_final + self.margin
         with self.lock:
             order = self.orders[self.by_hash[htlc["payment_hash"]]]
             self.waiting[part.key] = respond
-            why = S.refusal(order, part, height, min_cltv, now_ms())
-            d = S.on_htlc(order, part, height, now_ms(), min_cltv)
-            if part.key in d.fail:
+            d = S.on_htlc(order, part, htlc_height(htlc), now_ms(),
+                          self.cltv_final + self.margin)
+            if d.why:
                 self.log(f"lsps1: HTLC {part.key} for order {order['order_id']} refused: "
-                         f"{why or 'order not payable now'}", "info")
+                         f"{d.why}", "info")
             self._apply(order, d)
 
     def on_block(self, height: int) -> None:

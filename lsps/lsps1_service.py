@@ -254,6 +254,7 @@ class Decision:
     refund: List[str] = field(default_factory=list)   # on-chain outpoints to send back
     open: bool = False
     changed: bool = False
+    why: str = ""                                      # why a new part was refused
 
 
 @dataclass(frozen=True)
@@ -306,8 +307,11 @@ def on_htlc(order: dict, part: Part, height: int, now_ms: int,
         return Decision(hold=[key])
     onchain_paid = bool(order.get("onchain")) and order["onchain"]["state"] == PAID
     if order["order_state"] != CREATED or bolt11["state"] != EXPECT_PAYMENT or onchain_paid:
-        return refuse  # paid already (on chain or by earlier parts), or over
-    if refusal(order, part, height, min_cltv_blocks, now_ms) is not None:
+        refuse.why = "order paid already or over"
+        return refuse
+    why = refusal(order, part, height, min_cltv_blocks, now_ms)
+    if why is not None:
+        refuse.why = why
         return refuse
     order["parts"].append({"key": key, "amount_msat": part.amount_msat,
                            "cltv_expiry": part.cltv_expiry, "arrived_ms": now_ms})

@@ -24,6 +24,7 @@ from .cln import (
     htlc_continue,
     htlc_fail,
     htlc_height,
+    htlc_onion_fields,
     msat,
     payload_is_blinded,
 )
@@ -172,21 +173,20 @@ class Lsps2Service:
         """An HTLC whose next hop is one of our jit scids."""
         scid = onion["short_channel_id"]
         key = S.part_key(htlc["short_channel_id"], htlc["id"])
+        fields = htlc_onion_fields(onion)
         part = {"key": key, "payment_hash": htlc["payment_hash"],
                 "amount_msat": msat(htlc["amount_msat"]),
-                "forward_msat": msat(onion["forward_msat"]),
-                "outgoing_cltv": onion["outgoing_cltv_value"],
+                "forward_msat": fields["forward_msat"], "outgoing_cltv": fields["outgoing_cltv"],
                 "cltv_expiry": htlc["cltv_expiry"], "height": htlc_height(htlc),
                 "blinded": payload_is_blinded(onion["payload"]), "payload": onion["payload"]}
         policy = self.core.policy
         with self.lock:
             session = self.sessions[scid]
             self.waiting[key] = respond
-            why = S.refusal(session, part, policy.cltv_expiry_delta, policy.htlc_expiry_margin)
             decision = S.on_htlc(session, part, now_ms(), self.is_connected(session["client_id"]),
                                  policy.cltv_expiry_delta, policy.htlc_expiry_margin)
-            if why and key in decision.fail:
-                self.log(f"lsps2: HTLC {key} to {scid} refused: {why}", "info")
+            if decision.why:
+                self.log(f"lsps2: HTLC {key} to {scid} refused: {decision.why}", "info")
             self._apply(session, decision)
 
     def on_connect(self, peer_id: str) -> None:

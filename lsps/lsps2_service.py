@@ -153,6 +153,7 @@ class Decision:
     forward: Dict[str, Tuple[int, int]] = field(default_factory=dict)
     open: bool = False
     changed: bool = False
+    why: str = ""   # why a new part was refused by `refusal`
 
 
 def part_key(incoming_scid: str, htlc_id: int) -> str:
@@ -227,8 +228,9 @@ def on_htlc(session: dict, part: dict, now_ms: int, client_connected: bool,
         return Decision(hold=[key])
     if state == FAILED or now_ms >= session["valid_until_ms"]:
         return Decision(fail={key: UNKNOWN_NEXT_PEER})
-    if refusal(session, part, cltv_delta, margin) is not None:
-        return Decision(fail={key: UNKNOWN_NEXT_PEER})
+    why = refusal(session, part, cltv_delta, margin)
+    if why is not None:
+        return Decision(fail={key: UNKNOWN_NEXT_PEER}, why=why)
     if state == DONE and session["channel_id"]:
         # The opening fee is paid: later payments over the new channel, no fee.
         return Decision(forward={key: (part["forward_msat"], 0)})

@@ -212,21 +212,16 @@ def _bare_messenger():
 
 
 def test_the_worker_queue_is_bounded():
+    from fakes import Workers
+
     from lsps import asyncpay
-
-    class Held:
-        def __init__(self):
-            self.jobs = []
-
-        def submit(self, fn):
-            self.jobs.append(fn)
-
     m = _bare_messenger()
-    m._worker = Held()
+    m._worker = Workers()
     for _ in range(asyncpay.MAX_QUEUED + 5):
         m._submit(lambda: None)
     assert len(m._worker.jobs) == asyncpay.MAX_QUEUED and m.dropped["queue full"] == 5
-    m._worker.jobs[0]()
+    fn, args = m._worker.jobs[0]
+    fn(*args)
     m._submit(lambda: None)
     assert len(m._worker.jobs) == asyncpay.MAX_QUEUED + 1
 
@@ -234,6 +229,8 @@ def test_the_worker_queue_is_bounded():
 def test_a_reply_to_an_unreachable_node_never_blocks_the_worker():
     """Issue 11 item 16: the worker hands sends that must connect to another pool."""
     import os
+
+    from fakes import Workers
 
     from bolt12ext import blinding
     from bolt12ext.sphinx import pubkey
@@ -246,15 +243,8 @@ def test_a_reply_to_an_unreachable_node_never_blocks_the_worker():
         def connect(self, peer):
             raise AssertionError("the worker must not connect")
 
-    class Pool:
-        def __init__(self):
-            self.jobs = []
-
-        def submit(self, fn):
-            self.jobs.append(fn)
-
     m = _bare_messenger()
-    m.node, m.node_id, m._connector = Node(), pubkey(bytes([1] * 32)), Pool()
+    m.node, m.node_id, m._connector = Node(), pubkey(bytes([1] * 32)), Workers()
     far = pubkey(bytes([2] * 32))
     path = blinding.message_path(os.urandom(32), [far, pubkey(bytes([3] * 32))], os.urandom(32))
     m._local.on_worker = True
