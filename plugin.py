@@ -13,6 +13,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
+import lsps.lsps0 as lsps0  # noqa: E402
+import lsps.lsps1_service as lsps1_service  # noqa: E402
+import lsps.lsps2_service as lsps2_service  # noqa: E402
+import lsps.lsps7_service as lsps7_service  # noqa: E402
+import lsps.startup as startup  # noqa: E402
 from bolt12ext import (
     hold,  # noqa: E402
     mailbox,  # noqa: E402
@@ -20,7 +25,6 @@ from bolt12ext import (
 from bolt12ext import messages as bolt12_messages  # noqa: E402
 from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
-from lsps import lsps0, lsps1_service, lsps2_service, lsps7_service, startup  # noqa: E402
 from lsps.asynchold import HtlcHolder  # noqa: E402
 from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
 from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402

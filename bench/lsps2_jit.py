@@ -31,7 +31,7 @@ LSP_OPTS = {"plugin": PLUGIN, "lsp-service": None, "lsp-lsps2-cltv-expiry-delta"
 
 
 sys.path.insert(0, ROOT)
-from lsps import bolt11  # noqa: E402
+import lsps.bolt11 as bolt11  # noqa: E402
 from lsps.lsps2_proto import parse_scid  # noqa: E402
 
 

@@ -28,11 +28,10 @@ from bolt12ext import asyncmsg, build, encoding, messages, onionmsg, payer
 from bolt12ext.blinding import BlindedPath, PayInfo
 from bolt12ext.offer import decode_offer, dict_path, offer_part
 from bolt12ext.tlv import DecodeError
-
-from .asyncpay import OnionMessenger, now_s
-from .client import ClientError
-from .cln import ClnNode
-from .store import Store
+from lsps.asyncpay import OnionMessenger, now_s
+from lsps.client import ClientError
+from lsps.cln import ClnNode
+from lsps.store import Store
 
 PAYMENTS = "asyncpayment"
 HOLD = "clnlsp.asyncpay.hold"

@@ -27,11 +27,10 @@ from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
 from bolt12ext.tlv import records as tlv_records
-
-from .asyncpay import OnionMessenger, now_s
-from .cln import ClnNode, htlc_fail, htlc_height, msat
-from .lsps1_service import incorrect_or_unknown
-from .store import Store
+from lsps.asyncpay import OnionMessenger, now_s
+from lsps.cln import ClnNode, htlc_fail, htlc_height, msat
+from lsps.lsps1_service import incorrect_or_unknown
+from lsps.store import Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
 GET_SERVER_PATHS = "clnlsp.asyncpay.get_server_paths"

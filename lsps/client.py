@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from . import jsonrpc
+import lsps.jsonrpc as jsonrpc
 
 # RPC error codes our client commands fail with (documented in README.md).
 PEER_NOT_CONNECTED = 1001

@@ -14,13 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
-from . import bolt11 as B11
-from . import lsps1_service as S
-from . import lsps7_service as X
-from . import quota
-from .addresses import segwit_address_ok, segwit_script
-from .client import BAD_RESPONSE, ClientError
-from .cln import (
+import lsps.bolt11 as B11
+import lsps.lsps1_service as S
+import lsps.lsps7_service as X
+import lsps.quota as quota
+from lsps.addresses import segwit_address_ok, segwit_script
+from lsps.client import BAD_RESPONSE, ClientError
+from lsps.cln import (
     ClnNode,
     htlc_continue,
     htlc_fail,
@@ -29,11 +29,11 @@ from .cln import (
     htlc_resolve,
     msat,
 )
-from .jsonrpc import INTERNAL_ERROR, LspsError
-from .lsps2_proto import ProtocolError, parse_msat, parse_uint
-from .runtime import arm_deadline, now_ms
-from .service import DEFERRED, Dispatcher, MethodSpec
-from .store import Store
+from lsps.jsonrpc import INTERNAL_ERROR, LspsError
+from lsps.lsps2_proto import ProtocolError, parse_msat, parse_uint
+from lsps.runtime import arm_deadline, now_ms
+from lsps.service import DEFERRED, Dispatcher, MethodSpec
+from lsps.store import Store
 
 ORDERS = "lsps1-orders"
 BOUGHT = "lsps1-bought"

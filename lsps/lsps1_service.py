@@ -12,8 +12,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from .jsonrpc import INVALID_PARAMS, LspsError
-from .lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
+from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
 
 OPTION_MISMATCH = 100
 ORDER_NOT_FOUND = 101

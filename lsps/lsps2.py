@@ -14,11 +14,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional
 
-from . import bolt11, quota
-from . import lsps2_client as C
-from . import lsps2_service as S
-from .client import ClientError
-from .cln import (
+import lsps.bolt11 as bolt11
+import lsps.lsps2_client as C
+import lsps.lsps2_service as S
+import lsps.quota as quota
+from lsps.client import ClientError
+from lsps.cln import (
     ClnNode,
     FundingError,
     htlc_continue,
@@ -28,8 +29,8 @@ from .cln import (
     msat,
     payload_is_blinded,
 )
-from .jsonrpc import LspsError
-from .lsps2_proto import (
+from lsps.jsonrpc import LspsError
+from lsps.lsps2_proto import (
     EXTRA_FEE_TLV,
     OpeningFeeParams,
     ProtocolError,
@@ -40,9 +41,9 @@ from .lsps2_proto import (
     strip_length_prefix,
     tu64,
 )
-from .runtime import arm_deadline, now_ms
-from .service import DEFERRED, Dispatcher, MethodSpec
-from .store import Store
+from lsps.runtime import arm_deadline, now_ms
+from lsps.service import DEFERRED, Dispatcher, MethodSpec
+from lsps.store import Store
 
 SESSIONS = "lsps2-sessions"
 PURCHASES = "lsps2-purchases"

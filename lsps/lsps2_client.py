@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from .client import BAD_RESPONSE, ClientError
-from .lsps2_proto import (
+from lsps.client import BAD_RESPONSE, ClientError
+from lsps.lsps2_proto import (
     EXTRA_FEE_TLV,
     OpeningFeeParams,
     ProtocolError,

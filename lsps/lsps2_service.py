@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from .jsonrpc import INVALID_PARAMS, LspsError
-from .lsps2_proto import (
+from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps2_proto import (
     INVALID_OPENING_FEE_PARAMS,
     PAYMENT_SIZE_TOO_LARGE,
     PAYMENT_SIZE_TOO_SMALL,

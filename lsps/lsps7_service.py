@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import FrozenSet, Optional
 
-from . import lsps1_service as S
-from .jsonrpc import INVALID_PARAMS, LspsError
-from .lsps2_proto import ProtocolError, format_datetime_ms, parse_scid
+import lsps.lsps1_service as S
+from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_scid
 
 CREATE_ORDER_REQUIRED = frozenset({"short_channel_id", "channel_extension_expiry_blocks"})
 CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})

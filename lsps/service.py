@@ -10,8 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Optional
 
-from . import jsonrpc
-from .jsonrpc import LspsError
+import lsps.jsonrpc as jsonrpc
+from lsps.jsonrpc import LspsError
 
 # A handler returns its result dict, or DEFERRED after arranging to call
 # `call.respond(...)` / `call.fail(...)` later (e.g. from a worker thread).

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from typing import Callable, Optional, Set
 
-from . import jsonrpc
-from .client import Client
-from .service import Dispatcher
+import lsps.jsonrpc as jsonrpc
+from lsps.client import Client
+from lsps.service import Dispatcher
 
 
 class Transport:

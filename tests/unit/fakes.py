@@ -1,7 +1,7 @@
 """Stand-ins for lightningd in runtime unit tests: a datastore, a node, a clock."""
 import threading
 
-from lsps import lsps1_service
+import lsps.lsps1_service as lsps1_service
 
 MIN_CLTV = 10  # cltv-final plus the hold margin, as the LSPS1 runtime passes it
 SECRET = "5e" * 32

@@ -474,7 +474,7 @@ def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
     """Issue 11 item 16: invoice_requests from anyone cannot grow our store."""
     from fakes import MemoryRpc
 
-    from lsps import asyncrecipient as R
+    import lsps.asyncrecipient as R
     from lsps.store import Store
     rpc = MemoryRpc()
     ours = R.AsyncRecipient.__new__(R.AsyncRecipient)
@@ -491,8 +491,8 @@ def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
 
 
 def test_invoice_requests_beyond_the_bound_are_dropped(monkeypatch):
+    import lsps.asyncrecipient as R
     from bolt12ext import onionmsg
-    from lsps import asyncrecipient as R
     monkeypatch.setattr(R, "MAX_OPEN_INVOICES_PER_OFFER", 3)
     dropped = []
 

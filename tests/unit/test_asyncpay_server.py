@@ -172,8 +172,8 @@ def test_server_paths_a_peer_asks_for_are_bounded_and_expired_ones_pruned():
     """Issue 11 item 16: clnlsp.asyncpay.get_server_paths cannot grow our store."""
     from fakes import MemoryRpc
 
+    import lsps.asyncpay as asyncpay
     from bolt12ext.contexts import PathContext
-    from lsps import asyncpay
     from lsps.store import Store
     rpc = MemoryRpc()
     messenger = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
@@ -201,7 +201,7 @@ def _bare_messenger():
     import threading
     from collections import Counter
 
-    from lsps import asyncpay
+    import lsps.asyncpay as asyncpay
     m = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
     m._lock = threading.Lock()
     m._local = threading.local()
@@ -214,7 +214,7 @@ def _bare_messenger():
 def test_the_worker_queue_is_bounded():
     from fakes import Workers
 
-    from lsps import asyncpay
+    import lsps.asyncpay as asyncpay
     m = _bare_messenger()
     m._worker = Workers()
     for _ in range(asyncpay.MAX_QUEUED + 5):
@@ -232,9 +232,9 @@ def test_a_reply_to_an_unreachable_node_never_blocks_the_worker():
 
     from fakes import Workers
 
+    import lsps.asyncpay as asyncpay
     from bolt12ext import blinding
     from bolt12ext.sphinx import pubkey
-    from lsps import asyncpay
 
     class Node:
         def connected_peers(self):

@@ -6,7 +6,7 @@ byte for byte."""
 import coincurve
 import pytest
 
-from lsps import bolt11
+import lsps.bolt11 as bolt11
 from lsps.bolt11 import Bolt11Error
 
 # BOLT11 test vectors: the key that signed them, and the one with routing info.

@@ -3,8 +3,9 @@ import json
 
 import pytest
 
-from lsps import client as C
-from lsps import jsonrpc, lsps0
+import lsps.client as C
+import lsps.jsonrpc as jsonrpc
+import lsps.lsps0 as lsps0
 from lsps.client import Client, ClientError
 from lsps.cln import new_request_id
 from lsps.service import Dispatcher

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lsps import jsonrpc
+import lsps.jsonrpc as jsonrpc
 from lsps.jsonrpc import (
     INVALID_REQUEST,
     MAX_PAYLOAD_BYTES,

@@ -1,6 +1,6 @@
 import pytest
 
-from lsps import lsps1
+import lsps.lsps1 as lsps1
 from lsps.client import BAD_RESPONSE, ClientError
 from lsps.lsps1_service import Policy
 
@@ -72,7 +72,7 @@ def sold(**changes):
 
 
 def test_bolt11_amount_from_the_hrp():
-    from lsps import bolt11
+    import lsps.bolt11 as bolt11
     assert bolt11.amount_msat(bolt11.decode(INVOICE_250K_SAT)) == 250_000_000
     assert bolt11.amount_msat(bolt11.RawInvoice("lnbcrt", [], [])) is None
     assert bolt11.amount_msat(bolt11.RawInvoice("lnbcrt10p", [], [])) == 1

@@ -4,8 +4,8 @@ import hashlib
 
 from fakes import Dispatcher, MemoryRpc, Workers
 
-from lsps import lsps1_service as S
-from lsps import lsps7_service as X
+import lsps.lsps1_service as S
+import lsps.lsps7_service as X
 from lsps.lsps1 import ORDERS, Lsps1Service, payment_secret
 from lsps.store import Store
 

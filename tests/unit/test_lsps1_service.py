@@ -4,7 +4,7 @@ import pytest
 from fakes import MIN_CLTV
 from fakes import order_part as part
 
-from lsps import lsps1_service as S
+import lsps.lsps1_service as S
 from lsps.jsonrpc import LspsError
 
 CLIENT = "02" + "ab" * 32

@@ -1,6 +1,6 @@
 import pytest
 
-from lsps import lsps2_client as C
+import lsps.lsps2_client as C
 from lsps.client import BAD_RESPONSE, ClientError
 from lsps.lsps2_proto import (
     OpeningFeeParams,

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lsps import lsps2_proto as P
+import lsps.lsps2_proto as P
 from lsps.lsps2_proto import OpeningFeeParams, ProtocolError
 
 CLIENT = "02" + "ab" * 32

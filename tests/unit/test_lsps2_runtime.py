@@ -2,7 +2,7 @@
 restarts, timeouts and CLTV failures (issue 11 item 9)."""
 from fakes import Dispatcher, MemoryRpc, Workers
 
-from lsps import lsps2_service as S
+import lsps.lsps2_service as S
 from lsps.lsps2 import SESSIONS, Lsps2Service
 from lsps.lsps2_proto import OpeningFeeParams
 from lsps.store import Store

@@ -1,6 +1,6 @@
 import pytest
 
-from lsps import lsps2_service as S
+import lsps.lsps2_service as S
 from lsps.jsonrpc import LspsError
 from lsps.lsps2_proto import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER, OpeningFeeParams
 

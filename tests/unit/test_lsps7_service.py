@@ -2,8 +2,8 @@ import pytest
 from fakes import MIN_CLTV
 from fakes import order_part as part
 
-from lsps import lsps1_service as S
-from lsps import lsps7_service as X
+import lsps.lsps1_service as S
+import lsps.lsps7_service as X
 from lsps.jsonrpc import LspsError
 
 NOW = 1_800_000_000_000

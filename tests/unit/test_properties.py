@@ -4,7 +4,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lsps import jsonrpc, lsps0
+import lsps.jsonrpc as jsonrpc
+import lsps.lsps0 as lsps0
 from lsps.jsonrpc import MAX_PAYLOAD_BYTES, Malformed, Notification, Request, Response
 from lsps.service import Dispatcher
 

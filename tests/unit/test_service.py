@@ -3,7 +3,8 @@ import threading
 
 import pytest
 
-from lsps import jsonrpc, lsps0
+import lsps.jsonrpc as jsonrpc
+import lsps.lsps0 as lsps0
 from lsps.jsonrpc import LspsError, Request
 from lsps.service import DEFERRED, Dispatcher, Limits, MethodSpec
 
