@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from pyln.client import Plugin, RpcException  # noqa: E402
 
-import lsps.lsps0 as lsps0  # noqa: E402
+import lsps.lsps0.protocols as lsps0  # noqa: E402
 import lsps.lsps1_service as lsps1_service  # noqa: E402
 import lsps.lsps2_service as lsps2_service  # noqa: E402
 import lsps.lsps7_service as lsps7_service  # noqa: E402
@@ -29,12 +29,12 @@ from lsps.asynchold import HtlcHolder  # noqa: E402
 from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
 from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
 from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
-from lsps.client import ClientError, blocking_call  # noqa: E402
 from lsps.cln import ClnNode, Lsps0, htlc_continue, htlc_failure_for  # noqa: E402
+from lsps.lsps0.client import ClientError, blocking_call  # noqa: E402
+from lsps.lsps0.service import Limits  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
 from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
 from lsps.rpcutil import fail_request, optional_amount, optional_int, require_node_id, run_in_worker  # noqa: E402  # noqa: E402
-from lsps.service import Limits  # noqa: E402
 from lsps.store import Store  # noqa: E402
 
 LSPS_FEATURE_BIT = 729

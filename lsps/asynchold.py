@@ -13,14 +13,14 @@ from __future__ import annotations
 import threading
 from typing import Callable, Dict
 
-import lsps.jsonrpc as jsonrpc
+import lsps.lsps0.msgs as jsonrpc
 from bolt12ext import asyncmsg, onionmsg
 from bolt12ext.hold import Hold, HoldBook, HoldError, Limits
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay import OnionMessenger, now_s
 from lsps.cln import htlc_continue, htlc_fail, htlc_height, msat
-from lsps.jsonrpc import LspsError
-from lsps.service import Call, MethodSpec
+from lsps.lsps0.msgs import LspsError
+from lsps.lsps0.service import Call, MethodSpec
 
 HOLDS = "asynchold"
 HOLD_METHOD = "clnlsp.asyncpay.hold"

@@ -27,7 +27,7 @@ from bolt12ext.offer import dict_path, offer_part
 from bolt12ext.server import ServerCore
 from bolt12ext.tlv import DecodeError
 from lsps.cln import ClnNode
-from lsps.service import MethodSpec
+from lsps.lsps0.service import MethodSpec
 from lsps.store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"

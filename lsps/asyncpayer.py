@@ -29,8 +29,8 @@ from bolt12ext.blinding import BlindedPath, PayInfo
 from bolt12ext.offer import decode_offer, dict_path, offer_part
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay import OnionMessenger, now_s
-from lsps.client import ClientError
 from lsps.cln import ClnNode
+from lsps.lsps0.client import ClientError
 from lsps.store import Store
 
 PAYMENTS = "asyncpayment"

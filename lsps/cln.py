@@ -12,14 +12,14 @@ from typing import Any, Callable, List, Optional
 
 from pyln.client import LightningRpc, RpcError
 
-import lsps.jsonrpc as jsonrpc
+import lsps.lsps0.msgs as jsonrpc
 from bolt12ext import tlv
 from bolt12ext.tlv import bigsize
-from lsps.client import Client
+from lsps.lsps0.client import Client
+from lsps.lsps0.service import Dispatcher, Limits
+from lsps.lsps0.transport import Transport
 from lsps.lsps1_service import incorrect_or_unknown
 from lsps.runtime import FairSender, TimerService
-from lsps.service import Dispatcher, Limits
-from lsps.transport import Transport
 
 TYPE_PREFIX = jsonrpc.LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
 TEMPORARY_NODE_FAILURE = "2002"  # BOLT4 NODE|2

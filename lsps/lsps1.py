@@ -19,7 +19,6 @@ import lsps.lsps1_service as S
 import lsps.lsps7_service as X
 import lsps.quota as quota
 from lsps.addresses import segwit_address_ok, segwit_script
-from lsps.client import BAD_RESPONSE, ClientError
 from lsps.cln import (
     ClnNode,
     htlc_continue,
@@ -29,10 +28,11 @@ from lsps.cln import (
     htlc_resolve,
     msat,
 )
-from lsps.jsonrpc import INTERNAL_ERROR, LspsError
+from lsps.lsps0.client import BAD_RESPONSE, ClientError
+from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
+from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
 from lsps.lsps2_proto import ProtocolError, parse_msat, parse_uint
 from lsps.runtime import arm_deadline, now_ms
-from lsps.service import DEFERRED, Dispatcher, MethodSpec
 from lsps.store import Store
 
 ORDERS = "lsps1-orders"

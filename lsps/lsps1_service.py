@@ -12,7 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
 
 OPTION_MISMATCH = 100

@@ -18,7 +18,6 @@ import lsps.bolt11 as bolt11
 import lsps.lsps2_client as C
 import lsps.lsps2_service as S
 import lsps.quota as quota
-from lsps.client import ClientError
 from lsps.cln import (
     ClnNode,
     FundingError,
@@ -29,7 +28,9 @@ from lsps.cln import (
     msat,
     payload_is_blinded,
 )
-from lsps.jsonrpc import LspsError
+from lsps.lsps0.client import ClientError
+from lsps.lsps0.msgs import LspsError
+from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
 from lsps.lsps2_proto import (
     EXTRA_FEE_TLV,
     OpeningFeeParams,
@@ -42,7 +43,6 @@ from lsps.lsps2_proto import (
     tu64,
 )
 from lsps.runtime import arm_deadline, now_ms
-from lsps.service import DEFERRED, Dispatcher, MethodSpec
 from lsps.store import Store
 
 SESSIONS = "lsps2-sessions"

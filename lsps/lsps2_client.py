@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from lsps.client import BAD_RESPONSE, ClientError
+from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps2_proto import (
     EXTRA_FEE_TLV,
     OpeningFeeParams,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
-from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2_proto import (
     INVALID_OPENING_FEE_PARAMS,
     PAYMENT_SIZE_TOO_LARGE,

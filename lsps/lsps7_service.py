@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import FrozenSet, Optional
 
 import lsps.lsps1_service as S
-from lsps.jsonrpc import INVALID_PARAMS, LspsError
+from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_scid
 
 CREATE_ORDER_REQUIRED = frozenset({"short_channel_id", "channel_extension_expiry_blocks"})

@@ -62,7 +62,7 @@ def run_in_worker(pool, request, work) -> None:
 
     ClientError keeps its code and data; RpcException its code; anything
     else is reported as an internal error with its message."""
-    from lsps.client import ClientError
+    from lsps.lsps0.client import ClientError
 
     def run():
         try:

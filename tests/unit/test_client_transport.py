@@ -3,13 +3,13 @@ import json
 
 import pytest
 
-import lsps.client as C
-import lsps.jsonrpc as jsonrpc
-import lsps.lsps0 as lsps0
-from lsps.client import Client, ClientError
+import lsps.lsps0.client as C
+import lsps.lsps0.msgs as jsonrpc
+import lsps.lsps0.protocols as lsps0
 from lsps.cln import new_request_id
-from lsps.service import Dispatcher
-from lsps.transport import Transport
+from lsps.lsps0.client import Client, ClientError
+from lsps.lsps0.service import Dispatcher
+from lsps.lsps0.transport import Transport
 
 LSP = "02" + "11" * 32
 OTHER = "03" + "22" * 32

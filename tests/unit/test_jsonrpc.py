@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-import lsps.jsonrpc as jsonrpc
-from lsps.jsonrpc import (
+import lsps.lsps0.msgs as jsonrpc
+from lsps.lsps0.msgs import (
     INVALID_REQUEST,
     MAX_PAYLOAD_BYTES,
     PARSE_ERROR,

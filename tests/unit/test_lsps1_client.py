@@ -1,7 +1,7 @@
 import pytest
 
 import lsps.lsps1 as lsps1
-from lsps.client import BAD_RESPONSE, ClientError
+from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps1_service import Policy
 
 LSP = "02" + "11" * 32

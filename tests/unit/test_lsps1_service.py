@@ -5,7 +5,7 @@ from fakes import MIN_CLTV
 from fakes import order_part as part
 
 import lsps.lsps1_service as S
-from lsps.jsonrpc import LspsError
+from lsps.lsps0.msgs import LspsError
 
 CLIENT = "02" + "ab" * 32
 

@@ -1,7 +1,7 @@
 import pytest
 
 import lsps.lsps2_client as C
-from lsps.client import BAD_RESPONSE, ClientError
+from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps2_proto import (
     OpeningFeeParams,
     parse_tlv_stream,

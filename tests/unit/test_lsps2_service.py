@@ -1,7 +1,7 @@
 import pytest
 
 import lsps.lsps2_service as S
-from lsps.jsonrpc import LspsError
+from lsps.lsps0.msgs import LspsError
 from lsps.lsps2_proto import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER, OpeningFeeParams
 
 CLIENT = "02" + "ab" * 32

@@ -4,7 +4,7 @@ from fakes import order_part as part
 
 import lsps.lsps1_service as S
 import lsps.lsps7_service as X
-from lsps.jsonrpc import LspsError
+from lsps.lsps0.msgs import LspsError
 
 NOW = 1_800_000_000_000
 

@@ -4,10 +4,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import lsps.jsonrpc as jsonrpc
-import lsps.lsps0 as lsps0
-from lsps.jsonrpc import MAX_PAYLOAD_BYTES, Malformed, Notification, Request, Response
-from lsps.service import Dispatcher
+import lsps.lsps0.msgs as jsonrpc
+import lsps.lsps0.protocols as lsps0
+from lsps.lsps0.msgs import MAX_PAYLOAD_BYTES, Malformed, Notification, Request, Response
+from lsps.lsps0.service import Dispatcher
 
 PEER = "02" + "aa" * 32
 

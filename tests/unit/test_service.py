@@ -3,10 +3,10 @@ import threading
 
 import pytest
 
-import lsps.jsonrpc as jsonrpc
-import lsps.lsps0 as lsps0
-from lsps.jsonrpc import LspsError, Request
-from lsps.service import DEFERRED, Dispatcher, Limits, MethodSpec
+import lsps.lsps0.msgs as jsonrpc
+import lsps.lsps0.protocols as lsps0
+from lsps.lsps0.msgs import LspsError, Request
+from lsps.lsps0.service import DEFERRED, Dispatcher, Limits, MethodSpec
 
 PEER_A = "02" + "aa" * 32
 PEER_B = "03" + "bb" * 32

@@ -11,9 +11,9 @@ from __future__ import annotations
 import threading
 from typing import Callable, Optional, Set
 
-import lsps.jsonrpc as jsonrpc
-from lsps.client import Client
-from lsps.service import Dispatcher
+import lsps.lsps0.msgs as jsonrpc
+from lsps.lsps0.client import Client
+from lsps.lsps0.service import Dispatcher
 
 
 class Transport:

@@ -10,8 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, Optional
 
-import lsps.jsonrpc as jsonrpc
-from lsps.jsonrpc import LspsError
+import lsps.lsps0.msgs as jsonrpc
+from lsps.lsps0.msgs import LspsError
 
 # A handler returns its result dict, or DEFERRED after arranging to call
 # `call.respond(...)` / `call.fail(...)` later (e.g. from a worker thread).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from lsps.client import BAD_RESPONSE, ClientError
-from lsps.service import Dispatcher, MethodSpec
+from lsps.lsps0.client import BAD_RESPONSE, ClientError
+from lsps.lsps0.service import Dispatcher, MethodSpec
 
 LIST_PROTOCOLS = "lsps0.list_protocols"
 

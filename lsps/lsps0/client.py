@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
-import lsps.jsonrpc as jsonrpc
+import lsps.lsps0.msgs as jsonrpc
 
 # RPC error codes our client commands fail with (documented in README.md).
 PEER_NOT_CONNECTED = 1001
