@@ -17,7 +17,7 @@ import lsps.lsps0.protocols as lsps0  # noqa: E402
 import lsps.lsps1_service as lsps1_service  # noqa: E402
 import lsps.lsps2_service as lsps2_service  # noqa: E402
 import lsps.lsps7_service as lsps7_service  # noqa: E402
-import lsps.startup as startup  # noqa: E402
+import lsps.node.startup as startup  # noqa: E402
 from bolt12ext import (
     hold,  # noqa: E402
     mailbox,  # noqa: E402
@@ -29,13 +29,21 @@ from lsps.asynchold import HtlcHolder  # noqa: E402
 from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
 from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
 from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
-from lsps.cln import ClnNode, Lsps0, htlc_continue, htlc_failure_for  # noqa: E402
 from lsps.lsps0.client import ClientError, blocking_call  # noqa: E402
+from lsps.lsps0.link import Lsps0  # noqa: E402
 from lsps.lsps0.service import Limits  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
 from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
-from lsps.rpcutil import fail_request, optional_amount, optional_int, require_node_id, run_in_worker  # noqa: E402  # noqa: E402
-from lsps.store import Store  # noqa: E402
+from lsps.node.commands import (  # noqa: E402  # noqa: E402
+    fail_request,
+    optional_amount,
+    optional_int,
+    require_node_id,
+    run_in_worker,
+)
+from lsps.node.replies import htlc_continue, htlc_failure_for  # noqa: E402
+from lsps.node.rpc import ClnNode  # noqa: E402
+from lsps.node.store import Store  # noqa: E402
 
 LSPS_FEATURE_BIT = 729
 
@@ -184,7 +192,7 @@ state = {}
 
 def _getmanifest(**kwargs):
     # Bit 729 must be in the manifest, which comes before our options: see
-    # lsps/startup.py. A node that sets feature bits cannot be dynamic.
+    # lsps/node/startup.py. A node that sets feature bits cannot be dynamic.
     service = startup.parent_flag_set("lsp-service")
     state["advertised"] = service
     if service:

@@ -18,14 +18,15 @@ from bolt12ext import asyncmsg, onionmsg
 from bolt12ext.hold import Hold, HoldBook, HoldError, Limits
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay import OnionMessenger, now_s
-from lsps.cln import htlc_continue, htlc_fail, htlc_height, msat
+from lsps.htlc import TEMPORARY_NODE_FAILURE
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Call, MethodSpec
+from lsps.node.events import htlc_height, msat
+from lsps.node.replies import htlc_continue, htlc_fail
 
 HOLDS = "asynchold"
 HOLD_METHOD = "clnlsp.asyncpay.hold"
 RELEASE = "hold_release"
-TEMPORARY_NODE_FAILURE = "2002"
 HOLD_REFUSED = 1700   # LSPS0 error of the hold extension: limits reached
 
 

@@ -26,9 +26,9 @@ from bolt12ext.mailbox import Mailbox
 from bolt12ext.offer import dict_path, offer_part
 from bolt12ext.server import ServerCore
 from bolt12ext.tlv import DecodeError
-from lsps.cln import ClnNode
 from lsps.lsps0.service import MethodSpec
-from lsps.store import Store
+from lsps.node.rpc import ClnNode
+from lsps.node.store import Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
 REPLY = "reply"   # short-lived paths someone waits on; kept in memory only

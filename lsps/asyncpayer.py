@@ -29,9 +29,9 @@ from bolt12ext.blinding import BlindedPath, PayInfo
 from bolt12ext.offer import decode_offer, dict_path, offer_part
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay import OnionMessenger, now_s
-from lsps.cln import ClnNode
 from lsps.lsps0.client import ClientError
-from lsps.store import Store
+from lsps.node.rpc import ClnNode
+from lsps.node.store import Store
 
 PAYMENTS = "asyncpayment"
 HOLD = "clnlsp.asyncpay.hold"

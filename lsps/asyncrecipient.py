@@ -28,9 +28,11 @@ from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
 from bolt12ext.tlv import records as tlv_records
 from lsps.asyncpay import OnionMessenger, now_s
-from lsps.cln import ClnNode, htlc_fail, htlc_height, msat
-from lsps.lsps1_service import incorrect_or_unknown
-from lsps.store import Store
+from lsps.htlc import incorrect_or_unknown
+from lsps.node.events import htlc_height, msat
+from lsps.node.replies import htlc_fail
+from lsps.node.rpc import ClnNode
+from lsps.node.store import Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
 GET_SERVER_PATHS = "clnlsp.asyncpay.get_server_paths"

@@ -19,21 +19,15 @@ import lsps.lsps1_service as S
 import lsps.lsps7_service as X
 import lsps.quota as quota
 from lsps.addresses import segwit_address_ok, segwit_script
-from lsps.cln import (
-    ClnNode,
-    htlc_continue,
-    htlc_fail,
-    htlc_height,
-    htlc_onion_fields,
-    htlc_resolve,
-    msat,
-)
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
 from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
 from lsps.lsps2_proto import ProtocolError, parse_msat, parse_uint
-from lsps.runtime import arm_deadline, now_ms
-from lsps.store import Store
+from lsps.node.events import htlc_height, htlc_onion_fields, msat
+from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
+from lsps.node.rpc import ClnNode
+from lsps.node.store import Store
+from lsps.runtime.threads import arm_deadline, now_ms
 
 ORDERS = "lsps1-orders"
 BOUGHT = "lsps1-bought"

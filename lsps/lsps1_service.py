@@ -12,6 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
 
@@ -23,15 +24,8 @@ UNRECOGNIZED_TOKEN = 102
 CREATED, COMPLETED, FAILED = "CREATED", "COMPLETED", "FAILED"
 EXPECT_PAYMENT, HOLD, PAID, REFUNDED = "EXPECT_PAYMENT", "HOLD", "PAID", "REFUNDED"
 
-# BOLT4 incorrect_or_unknown_payment_details: PERM|15, then htlc_msat and height.
-INCORRECT_OR_UNKNOWN = 0x400F
 
 HOLD_COLLECTION_MS = 90_000
-
-
-def incorrect_or_unknown(amount_msat: int, height: int) -> str:
-    return (INCORRECT_OR_UNKNOWN.to_bytes(2, "big") + amount_msat.to_bytes(8, "big")
-            + height.to_bytes(4, "big")).hex()
 
 
 @dataclass(frozen=True)

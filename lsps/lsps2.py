@@ -3,7 +3,7 @@
 `Lsps2Service` (LSP role) and `Lsps2Client` (wallet role) hold the live
 state: sessions and purchases (persisted write-ahead in the datastore) and
 the pending `htlc_accepted` requests they answer later. lightningd is reached
-only through `ClnNode` (lsps/cln.py).
+only through `ClnNode` (lsps/node/rpc.py).
 """
 
 from __future__ import annotations
@@ -18,16 +18,6 @@ import lsps.bolt11 as bolt11
 import lsps.lsps2_client as C
 import lsps.lsps2_service as S
 import lsps.quota as quota
-from lsps.cln import (
-    ClnNode,
-    FundingError,
-    htlc_continue,
-    htlc_fail,
-    htlc_height,
-    htlc_onion_fields,
-    msat,
-    payload_is_blinded,
-)
 from lsps.lsps0.client import ClientError
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
@@ -42,8 +32,11 @@ from lsps.lsps2_proto import (
     strip_length_prefix,
     tu64,
 )
-from lsps.runtime import arm_deadline, now_ms
-from lsps.store import Store
+from lsps.node.events import htlc_height, htlc_onion_fields, msat, payload_is_blinded
+from lsps.node.replies import htlc_continue, htlc_fail
+from lsps.node.rpc import ClnNode, FundingError
+from lsps.node.store import Store
+from lsps.runtime.threads import arm_deadline, now_ms
 
 SESSIONS = "lsps2-sessions"
 PURCHASES = "lsps2-purchases"

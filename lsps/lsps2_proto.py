@@ -25,8 +25,6 @@ PAYMENT_SIZE_TOO_SMALL = 202
 PAYMENT_SIZE_TOO_LARGE = 203
 
 # BOLT4 failure messages (hex) used by the LSP when it fails held parts.
-TEMPORARY_CHANNEL_FAILURE = "10070000"  # 0x1007 + empty channel_update
-UNKNOWN_NEXT_PEER = "400a"              # PERM|10
 
 EXTRA_FEE_TLV = 65537
 MAX_PROMISE_BYTES = 512

@@ -3,7 +3,7 @@
 Pure logic: time comes in as unix milliseconds, block heights as ints, and
 every answer is a decision the adapter carries out (hold / fail / forward an
 HTLC, open a channel, persist the session). A session is a plain dict so it
-can be persisted as is (see lsps/store.py).
+can be persisted as is (see lsps/node/store.py).
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Tuple
 
+from lsps.htlc import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2_proto import (
     INVALID_OPENING_FEE_PARAMS,
     PAYMENT_SIZE_TOO_LARGE,
     PAYMENT_SIZE_TOO_SMALL,
-    TEMPORARY_CHANNEL_FAILURE,
-    UNKNOWN_NEXT_PEER,
     UNRECOGNIZED_OR_STALE_TOKEN,
     OpeningFeeParams,
     ProtocolError,

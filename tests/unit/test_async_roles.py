@@ -475,7 +475,7 @@ def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
     from fakes import MemoryRpc
 
     import lsps.asyncrecipient as R
-    from lsps.store import Store
+    from lsps.node.store import Store
     rpc = MemoryRpc()
     ours = R.AsyncRecipient.__new__(R.AsyncRecipient)
     ours._lock, ours.store = threading.Lock(), Store(lambda: rpc)

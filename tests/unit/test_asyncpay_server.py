@@ -174,7 +174,7 @@ def test_server_paths_a_peer_asks_for_are_bounded_and_expired_ones_pruned():
 
     import lsps.asyncpay as asyncpay
     from bolt12ext.contexts import PathContext
-    from lsps.store import Store
+    from lsps.node.store import Store
     rpc = MemoryRpc()
     messenger = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
     messenger.store = Store(lambda: rpc)

@@ -6,8 +6,8 @@ import pytest
 import lsps.lsps0.client as C
 import lsps.lsps0.msgs as jsonrpc
 import lsps.lsps0.protocols as lsps0
-from lsps.cln import new_request_id
 from lsps.lsps0.client import Client, ClientError
+from lsps.lsps0.link import new_request_id
 from lsps.lsps0.service import Dispatcher
 from lsps.lsps0.transport import Transport
 

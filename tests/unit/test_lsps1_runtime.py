@@ -7,7 +7,7 @@ from fakes import Dispatcher, MemoryRpc, Workers
 import lsps.lsps1_service as S
 import lsps.lsps7_service as X
 from lsps.lsps1 import ORDERS, Lsps1Service, payment_secret
-from lsps.store import Store
+from lsps.node.store import Store
 
 CLIENT = "02" + "ab" * 32
 REFUND_TO = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw"

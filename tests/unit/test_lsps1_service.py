@@ -5,6 +5,7 @@ from fakes import MIN_CLTV
 from fakes import order_part as part
 
 import lsps.lsps1_service as S
+from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.msgs import LspsError
 
 CLIENT = "02" + "ab" * 32
@@ -158,7 +159,7 @@ class TestHoldInvoice:
         assert S.on_block(o, 114, 6, NOW).fail and o["bolt11"]["state"] == "REFUNDED"
 
     def test_failure_message_format(self):
-        msg = bytes.fromhex(S.incorrect_or_unknown(1234, 567))
+        msg = bytes.fromhex(incorrect_or_unknown(1234, 567))
         assert msg[:2] == b"\x40\x0f" and int.from_bytes(msg[2:10], "big") == 1234
         assert int.from_bytes(msg[10:], "big") == 567
 

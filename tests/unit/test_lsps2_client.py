@@ -220,7 +220,7 @@ def test_runtime_takes_jit_parts_only_from_the_lsp_over_its_new_channel():
     from fakes import MemoryRpc
 
     from lsps.lsps2 import Lsps2Client
-    from lsps.store import Store
+    from lsps.node.store import Store
     lsp = "03" + "11" * 32
     node = _Node([{"channel_id": "old", "scids": ["1x1x1"], "opener": "remote"},
                   {"channel_id": "mine", "scids": ["2x2x2"], "opener": "local"},

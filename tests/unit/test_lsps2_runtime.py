@@ -5,7 +5,7 @@ from fakes import Dispatcher, MemoryRpc, Workers
 import lsps.lsps2_service as S
 from lsps.lsps2 import SESSIONS, Lsps2Service
 from lsps.lsps2_proto import OpeningFeeParams
-from lsps.store import Store
+from lsps.node.store import Store
 
 CLIENT = "02" + "ab" * 32
 NOW_FAR = 2**42

@@ -70,7 +70,7 @@ def test_readme_test_command_is_what_ci_runs():
 
 def test_service_start_sets_bit_729_as_lightningd_accepts_it():
     # Make the plugin's parent a process whose command line has --lsp-service,
-    # as lightningd's has on an LSP (see lsps/startup.py).
+    # as lightningd's has on an LSP (see lsps/node/startup.py).
     req = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "getmanifest",
                       "params": {}}).encode() + b"\n\n"
     env = {k: v for k, v in os.environ.items()}

@@ -1,7 +1,7 @@
 import threading
 import time
 
-from lsps.runtime import FairSender, TimerService
+from lsps.runtime.threads import FairSender, TimerService
 
 
 def test_timer_runs_in_order_and_cancel_works():

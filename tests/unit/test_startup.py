@@ -1,6 +1,6 @@
 import os
 
-from lsps.startup import flag_set
+from lsps.node.startup import flag_set
 
 HOME = "/home/u"
 

@@ -1,28 +1,19 @@
-"""The node adapter: the only module that knows lightningd's JSON shapes.
-
-It turns hook and notification payloads into core events, and core
-decisions (send this message) into RPC calls on worker threads.
-"""
+"""lightningd's RPC as the services see it: one LightningRpc per thread, and the
+calls they make (send a custom message, open, pay, look at channels) with
+lightningd's JSON shapes turned into plain values."""
 
 from __future__ import annotations
 
-import secrets
 import threading
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
 from pyln.client import LightningRpc, RpcError
 
-import lsps.lsps0.msgs as jsonrpc
-from bolt12ext import tlv
 from bolt12ext.tlv import bigsize
-from lsps.lsps0.client import Client
-from lsps.lsps0.service import Dispatcher, Limits
-from lsps.lsps0.transport import Transport
-from lsps.lsps1_service import incorrect_or_unknown
-from lsps.runtime import FairSender, TimerService
+from lsps.lsps0.msgs import LSPS0_MESSAGE_TYPE
+from lsps.node.events import msat
 
-TYPE_PREFIX = jsonrpc.LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
-TEMPORARY_NODE_FAILURE = "2002"  # BOLT4 NODE|2
+TYPE_PREFIX = LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
 
 # fundchannel failures that are the LSP's own (funds, sync); anything else
 # means the peer refused or went away. Codes from lightningd's jsonrpc_errors.h.
@@ -40,75 +31,6 @@ class FundingError(Exception):
     def __init__(self, message: str, refused_by_peer: bool):
         super().__init__(message)
         self.refused_by_peer = refused_by_peer
-
-
-def msat(value) -> int:
-    """lightningd amounts come as ints or as \"123msat\" strings."""
-    if isinstance(value, int):
-        return value
-    text = str(value)
-    return int(text[:-4]) if text.endswith("msat") else int(text)
-
-
-def htlc_height(htlc: dict) -> int:
-    """The block height lightningd judged an htlc_accepted request at (no RPC needed)."""
-    return htlc["cltv_expiry"] - htlc["cltv_expiry_relative"]
-
-
-def htlc_continue(payload: Optional[str] = None, forward_to: Optional[str] = None,
-                  extra_tlvs: Optional[str] = None,
-                  invoice_msat: Optional[int] = None) -> dict:
-    """An htlc_accepted hook answer: let lightningd go on, with replacements."""
-    result: dict = {"result": "continue"}
-    if payload is not None:
-        result["payload"] = payload
-    if forward_to is not None:
-        result["forward_to"] = forward_to
-    if extra_tlvs is not None:
-        result["extra_tlvs"] = extra_tlvs
-    if invoice_msat is not None:
-        result["invoice_msat"] = invoice_msat
-    return result
-
-
-def htlc_fail(failure_message_hex: str) -> dict:
-    return {"result": "fail", "failure_message": failure_message_hex}
-
-
-def payload_is_blinded(payload_hex: Optional[str]) -> bool:
-    """Does this onion payload carry encrypted_recipient_data (TLV 10): a hop of a
-    blinded path, whose forward amount lightningd took from the encrypted relay?"""
-    if not payload_hex:
-        return False
-    try:
-        raw = bytes.fromhex(payload_hex)
-        length, pos = tlv.read_bigsize(raw, 0)
-        return 10 in tlv.parse_stream(raw[pos:pos + length])
-    except (ValueError, tlv.DecodeError):
-        return False
-
-
-def htlc_failure_for(owner: str, htlc: dict) -> dict:
-    """The failure for an HTLC a service owns but could not handle: for our own
-    invoices (final hop) incorrect_or_unknown_payment_details, else
-    temporary_node_failure."""
-    if owner in ("lsps1_service", "async_recipient"):
-        return htlc_fail(incorrect_or_unknown(msat(htlc["amount_msat"]), htlc_height(htlc)))
-    return htlc_fail(TEMPORARY_NODE_FAILURE)
-
-
-def htlc_resolve(preimage_hex: str) -> dict:
-    """Settle with our own preimage: lightningd fulfils without its invoice checks."""
-    return {"result": "resolve", "payment_key": preimage_hex}
-
-
-def htlc_onion_fields(onion: dict) -> dict:
-    """What lightningd parsed of a final hop's onion: amt_to_forward,
-    outgoing_cltv_value, total_msat and payment_secret (absent ones None)."""
-    return {"forward_msat": msat(onion["forward_msat"]) if "forward_msat" in onion else None,
-            "outgoing_cltv": onion.get("outgoing_cltv_value"),
-            "total_msat": msat(onion["total_msat"]) if "total_msat" in onion else None,
-            "payment_secret": onion.get("payment_secret")}
 
 
 class ClnNode:
@@ -352,54 +274,3 @@ class ClnNode:
     def invoice_status(self, label: str) -> Optional[dict]:
         found = self.rpc().call("listinvoices", {"label": label})["invoices"]
         return found[0] if found else None
-
-
-def new_request_id() -> str:
-    # 128 random bits, hex: bLIP-50 asks for at least 80.
-    return secrets.token_hex(16)
-
-
-class Lsps0:
-    """LSPS0 wiring over a ClnNode: transport, client, optional service."""
-
-    def __init__(self, node: ClnNode, service: bool, timeout: float, limits: Limits):
-        self.node = node
-        self.timer = TimerService(log=node.log)
-        self.sender = FairSender(node.send_custommsg, log=node.log)
-        self.client = Client(send=self.sender.send, schedule=self.timer.schedule,
-                             new_id=new_request_id, is_connected=self._is_connected,
-                             timeout=timeout, log=node.log)
-        self.dispatcher: Optional[Dispatcher] = None
-        if service:
-            self.dispatcher = Dispatcher(
-                send=lambda peer, payload: self.sender.send(peer, payload),
-                limits=limits, log=node.log)
-        self.transport = Transport(self.client, self.dispatcher, log=node.log)
-
-    def _is_connected(self, peer_id: str) -> bool:
-        return self.transport.is_connected(peer_id)
-
-    def start(self) -> None:
-        self.transport.set_connected(self.node.connected_peers())
-
-    # lightningd events ---------------------------------------------------
-    def on_custommsg(self, peer_id: str, payload_hex: str) -> None:
-        try:
-            raw = bytes.fromhex(payload_hex)
-        except (TypeError, ValueError):
-            return
-        if raw[:2] != TYPE_PREFIX:
-            return
-        # A peer that talks to us is connected, whatever we heard before.
-        self.transport.on_connect(peer_id)
-        self.transport.on_payload(peer_id, raw[2:])
-
-    def on_connect(self, peer_id: str) -> None:
-        self.transport.on_connect(peer_id)
-
-    def on_disconnect(self, peer_id: str) -> None:
-        self.transport.on_disconnect(peer_id)
-
-    def call(self, peer_id: str, method: str, params: dict,
-             on_done: Callable[[Any], None]) -> None:
-        self.client.call(peer_id, method, params, on_done)
