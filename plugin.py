@@ -15,7 +15,7 @@ from pyln.client import Plugin, RpcException  # noqa: E402
 
 import lsps.lsps0.protocols as lsps0  # noqa: E402
 import lsps.lsps1_service as lsps1_service  # noqa: E402
-import lsps.lsps2_service as lsps2_service  # noqa: E402
+import lsps.lsps2.service as lsps2_service  # noqa: E402
 import lsps.lsps7_service as lsps7_service  # noqa: E402
 import lsps.node.startup as startup  # noqa: E402
 from bolt12ext import (
@@ -33,7 +33,8 @@ from lsps.lsps0.client import ClientError, blocking_call  # noqa: E402
 from lsps.lsps0.link import Lsps0  # noqa: E402
 from lsps.lsps0.service import Limits  # noqa: E402
 from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
-from lsps.lsps2 import Lsps2Client, Lsps2Service  # noqa: E402
+from lsps.lsps2.client_handler import Lsps2Client  # noqa: E402
+from lsps.lsps2.service_handler import Lsps2Service  # noqa: E402
 from lsps.node.commands import (  # noqa: E402  # noqa: E402
     fail_request,
     optional_amount,

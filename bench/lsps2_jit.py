@@ -32,7 +32,7 @@ LSP_OPTS = {"plugin": PLUGIN, "lsp-service": None, "lsp-lsps2-cltv-expiry-delta"
 
 sys.path.insert(0, ROOT)
 import lsps.bolt11 as bolt11  # noqa: E402
-from lsps.lsps2_proto import parse_scid  # noqa: E402
+from lsps.lsps2.msgs import parse_scid  # noqa: E402
 
 
 def _wait_normal(lsp, peer_id, channel_id, timeout=60):

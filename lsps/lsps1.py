@@ -22,7 +22,7 @@ from lsps.addresses import segwit_address_ok, segwit_script
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
 from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
-from lsps.lsps2_proto import ProtocolError, parse_msat, parse_uint
+from lsps.lsps2.msgs import ProtocolError, parse_msat, parse_uint
 from lsps.node.events import htlc_height, htlc_onion_fields, msat
 from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode

@@ -14,7 +14,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
-from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_msat
+from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_msat
 
 OPTION_MISMATCH = 100
 ORDER_NOT_FOUND = 101

@@ -14,7 +14,7 @@ from typing import FrozenSet, Optional
 
 import lsps.lsps1_service as S
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
-from lsps.lsps2_proto import ProtocolError, format_datetime_ms, parse_scid
+from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_scid
 
 CREATE_ORDER_REQUIRED = frozenset({"short_channel_id", "channel_extension_expiry_blocks"})
 CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})

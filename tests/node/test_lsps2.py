@@ -117,7 +117,7 @@ def test_service_errors_on_the_wire(node_factory, plugin_path):
     import os
     import time
 
-    import lsps.lsps2_proto as P
+    import lsps.lsps2.msgs as P
 
     fake = os.path.join(os.path.dirname(__file__), "plugins", "fake_lsp.py")
     raw, lsp = node_factory.get_nodes(2, opts=[

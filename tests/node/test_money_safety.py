@@ -11,7 +11,7 @@ from test_lsps1 import LSP_OPTS as LSPS1_OPTS
 from test_lsps1 import new_channels, order_topology
 from test_lsps2 import LSP_OPTS, client_channels, jit_topology, received_msat
 
-import lsps.lsps2_proto as P
+import lsps.lsps2.msgs as P
 from bolt12ext import payer as payer_lib
 from bolt12ext import tlv
 from bolt12ext.blinding import PaymentHop, PaymentRelay, payment_path

@@ -1,8 +1,8 @@
 import pytest
 
-import lsps.lsps2_client as C
+import lsps.lsps2.client as C
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
-from lsps.lsps2_proto import (
+from lsps.lsps2.msgs import (
     OpeningFeeParams,
     parse_tlv_stream,
     read_tu64,
@@ -219,7 +219,7 @@ class _Node:
 def test_runtime_takes_jit_parts_only_from_the_lsp_over_its_new_channel():
     from fakes import MemoryRpc
 
-    from lsps.lsps2 import Lsps2Client
+    from lsps.lsps2.client_handler import Lsps2Client
     from lsps.node.store import Store
     lsp = "03" + "11" * 32
     node = _Node([{"channel_id": "old", "scids": ["1x1x1"], "opener": "remote"},

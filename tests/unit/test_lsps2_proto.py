@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import lsps.lsps2_proto as P
-from lsps.lsps2_proto import OpeningFeeParams, ProtocolError
+import lsps.lsps2.msgs as P
+from lsps.lsps2.msgs import OpeningFeeParams, ProtocolError
 
 CLIENT = "02" + "ab" * 32
 OTHER = "03" + "cd" * 32

@@ -2,9 +2,9 @@
 restarts, timeouts and CLTV failures (issue 11 item 9)."""
 from fakes import Dispatcher, MemoryRpc, Workers
 
-import lsps.lsps2_service as S
-from lsps.lsps2 import SESSIONS, Lsps2Service
-from lsps.lsps2_proto import OpeningFeeParams
+import lsps.lsps2.service as S
+from lsps.lsps2.msgs import OpeningFeeParams
+from lsps.lsps2.service_handler import SESSIONS, Lsps2Service
 from lsps.node.store import Store
 
 CLIENT = "02" + "ab" * 32

@@ -1,9 +1,9 @@
 import pytest
 
-import lsps.lsps2_service as S
+import lsps.lsps2.service as S
 from lsps.htlc import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER
 from lsps.lsps0.msgs import LspsError
-from lsps.lsps2_proto import OpeningFeeParams
+from lsps.lsps2.msgs import OpeningFeeParams
 
 CLIENT = "02" + "ab" * 32
 OTHER = "03" + "cd" * 32

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
-from lsps.lsps2_proto import (
+from lsps.lsps2.msgs import (
     EXTRA_FEE_TLV,
     OpeningFeeParams,
     ProtocolError,

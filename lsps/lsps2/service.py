@@ -13,7 +13,7 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from lsps.htlc import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
-from lsps.lsps2_proto import (
+from lsps.lsps2.msgs import (
     INVALID_OPENING_FEE_PARAMS,
     PAYMENT_SIZE_TOO_LARGE,
     PAYMENT_SIZE_TOO_SMALL,
