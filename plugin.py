@@ -14,9 +14,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pyln.client import Plugin, RpcException  # noqa: E402
 
 import lsps.lsps0.protocols as lsps0  # noqa: E402
-import lsps.lsps1_service as lsps1_service  # noqa: E402
+import lsps.lsps1.service as lsps1_service  # noqa: E402
 import lsps.lsps2.service as lsps2_service  # noqa: E402
-import lsps.lsps7_service as lsps7_service  # noqa: E402
+import lsps.lsps7.service as lsps7_service  # noqa: E402
 import lsps.node.startup as startup  # noqa: E402
 from bolt12ext import (
     hold,  # noqa: E402
@@ -25,6 +25,7 @@ from bolt12ext import (
 from bolt12ext import messages as bolt12_messages  # noqa: E402
 from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
+from lsps.app import OrderService  # noqa: E402
 from lsps.asynchold import HtlcHolder  # noqa: E402
 from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
 from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
@@ -32,9 +33,10 @@ from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
 from lsps.lsps0.client import ClientError, blocking_call  # noqa: E402
 from lsps.lsps0.link import Lsps0  # noqa: E402
 from lsps.lsps0.service import Limits  # noqa: E402
-from lsps.lsps1 import Lsps1Client, Lsps1Service  # noqa: E402
+from lsps.lsps1.client_handler import Lsps1Client  # noqa: E402
 from lsps.lsps2.client_handler import Lsps2Client  # noqa: E402
 from lsps.lsps2.service_handler import Lsps2Service  # noqa: E402
+from lsps.lsps7.client_handler import Lsps7Client  # noqa: E402
 from lsps.node.commands import (  # noqa: E402  # noqa: E402
     fail_request,
     optional_amount,
@@ -260,7 +262,7 @@ def init(options, configuration, plugin, **kwargs):
         if min(lsps7_policy.max_extension_blocks, lsps7_policy.fee_base_sat,
                lsps7_policy.fee_ppm_per_block) < 0:
             return {"disable": "LSPS7 options must not be negative"}
-        state["lsps1_service"] = Lsps1Service(
+        state["lsps1_service"] = OrderService(
             node, store, lsps1_policy, lsp.dispatcher, lsp.timer.schedule,
             lsp.transport.is_connected, plugin.get_option("lsp-lsps1-htlc-expiry-margin"),
             plugin.log, lsps7_policy, prune_after_s=plugin.get_option("lsp-lsps1-prune-after"),
@@ -274,6 +276,7 @@ def init(options, configuration, plugin, **kwargs):
         return blocking_call(lsp.call, peer, method, params)
     state["lsps2_client"] = Lsps2Client(node, store, ask, plugin.log)
     state["lsps1_client"] = Lsps1Client(node, store, ask, plugin.log)
+    state["lsps7_client"] = Lsps7Client(ask)
     why = _start_asyncpay(plugin, node, store, ask, lsp.dispatcher)
     if why:
         return {"disable": why}
@@ -608,7 +611,7 @@ def lsps1_service_orders(plugin, order_id=None, peer_id=None, **kwargs):
 @plugin.async_method("lsps7-getextendablechannels")
 def lsps7_getextendablechannels(request, plugin, lsp_id, **kwargs):
     """Channels LSP {lsp_id} lets this node extend the lease of."""
-    _ask_lsp(request, lsp_id, state["lsps1_client"].get_extendable_channels)
+    _ask_lsp(request, lsp_id, state["lsps7_client"].get_extendable_channels)
 
 
 @plugin.async_method("lsps7-createorder")
@@ -622,14 +625,14 @@ def lsps7_createorder(request, plugin, lsp_id, short_channel_id, channel_extensi
         params["token"] = str(token)
     if refund_onchain_address is not None:
         params["refund_onchain_address"] = str(refund_onchain_address)
-    _ask_lsp(request, lsp_id, lambda lsp: state["lsps1_client"].create_extension(lsp, params))
+    _ask_lsp(request, lsp_id, lambda lsp: state["lsps7_client"].create_extension(lsp, params))
 
 
 @plugin.async_method("lsps7-getorder")
 def lsps7_getorder(request, plugin, lsp_id, order_id, **kwargs):
     """The state of lease extension order {order_id} at LSP {lsp_id}."""
     _ask_lsp(request, lsp_id,
-             lambda lsp: state["lsps1_client"].get_extension(lsp, str(order_id)))
+             lambda lsp: state["lsps7_client"].get_extension(lsp, str(order_id)))
 
 
 @plugin.method("lsps7-service-orders")

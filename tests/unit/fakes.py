@@ -1,7 +1,8 @@
 """Stand-ins for lightningd in runtime unit tests: a datastore, a node, a clock."""
 import threading
 
-import lsps.lsps1_service as lsps1_service
+import lsps.lsps1.service as lsps1_service
+import lsps.orders.payment as P
 
 MIN_CLTV = 10  # cltv-final plus the hold margin, as the LSPS1 runtime passes it
 SECRET = "5e" * 32
@@ -14,7 +15,7 @@ def order_part(order, key, amount, cltv, **changes):
                   outgoing_cltv=cltv, total_msat=order["order_total_sat"] * 1000,
                   payment_secret=order["bolt11"]["payment_secret"])
     fields.update(changes)
-    return lsps1_service.Part(**fields)
+    return P.Part(**fields)
 
 
 class MemoryRpc:

@@ -1,8 +1,8 @@
 import pytest
 
-import lsps.lsps1 as lsps1
+import lsps.lsps1.client as lsps1
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
-from lsps.lsps1_service import Policy
+from lsps.lsps1.service import Policy
 
 LSP = "02" + "11" * 32
 

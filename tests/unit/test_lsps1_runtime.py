@@ -1,13 +1,15 @@
-"""Lsps1Service against a fake node: refunds exactly once, adoption of our own
+"""OrderService against a fake node: refunds exactly once, adoption of our own
 channel only, and no open for an order whose payment went back."""
 import hashlib
 
 from fakes import Dispatcher, MemoryRpc, Workers
 
-import lsps.lsps1_service as S
-import lsps.lsps7_service as X
-from lsps.lsps1 import ORDERS, Lsps1Service, payment_secret
+import lsps.lsps1.service as S
+import lsps.lsps7.service as X
+import lsps.orders.payment as P
+from lsps.app import OrderService
 from lsps.node.store import Store
+from lsps.orders.book import ORDERS, payment_secret
 
 CLIENT = "02" + "ab" * 32
 REFUND_TO = "bcrt1qs758ursh4q9z627kt3pp5yysm78ddny6txaqgw"
@@ -83,7 +85,7 @@ def make_service(node=None, rpc=None, connected=True):
     node = node or FakeNode()
     rpc = rpc or MemoryRpc()
     timers = []
-    service = Lsps1Service(node, Store(lambda: rpc), S.Policy(onchain=True), Dispatcher(),
+    service = OrderService(node, Store(lambda: rpc), S.Policy(onchain=True), Dispatcher(),
                            lambda delay, fn: timers.append((delay, fn)),
                            lambda peer: connected, 6, lambda msg, level: None,
                            X.Policy(max_extension_blocks=100, fee_base_sat=0,
@@ -120,7 +122,7 @@ def failed_order_with_output(service, node):
                      "amount_sat": 50_000, "blockheight": 100}]
     service._scan_onchain(101)
     with service.lock:
-        service._apply(order, S._refund(order, "test", 101, 0))
+        service._apply(order, P._refund(order, "test", 101, 0))
     return order
 
 
@@ -186,7 +188,7 @@ def test_refunded_order_does_not_open_when_the_client_comes_back():
     service, node, _ = make_service(connected=False)
     order = service.orders[place_order(service, refund=None)["order_id"]]
     height = 100
-    part = S.Part(key="a/1", amount_msat=order["order_total_sat"] * 1000, cltv_expiry=130,
+    part = P.Part(key="a/1", amount_msat=order["order_total_sat"] * 1000, cltv_expiry=130,
                   forward_msat=order["order_total_sat"] * 1000, outgoing_cltv=130,
                   total_msat=order["order_total_sat"] * 1000,
                   payment_secret=order["bolt11"]["payment_secret"])

@@ -4,7 +4,8 @@ import pytest
 from fakes import MIN_CLTV
 from fakes import order_part as part
 
-import lsps.lsps1_service as S
+import lsps.lsps1.service as S
+import lsps.orders.payment as P
 from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.msgs import LspsError
 
@@ -114,9 +115,9 @@ def make_order():
 class TestHoldInvoice:
     def test_parts_held_then_paid_on_open(self):
         o = make_order()
-        d = S.on_htlc(o, part(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_htlc(o, part(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV)
         assert d.hold == ["a/1"] and not d.open and o["bolt11"]["state"] == "EXPECT_PAYMENT"
-        d = S.on_htlc(o, part(o, "a/2", 52_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_htlc(o, part(o, "a/2", 52_500_000, 300), 100, NOW, MIN_CLTV)
         assert d.open and o["bolt11"]["state"] == "HOLD"
         d = S.on_channel_opened(o, "cid", "ab" * 32 + ":0", 110, NOW)
         assert sorted(d.settle) == ["a/1", "a/2"]
@@ -126,37 +127,37 @@ class TestHoldInvoice:
 
     def test_replays(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
-        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).hold == ["a/1"]
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        assert P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).hold == ["a/1"]
         S.on_channel_opened(o, "cid", "x:0", 110, NOW)
-        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).settle == ["a/1"]
+        assert P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).settle == ["a/1"]
 
     def test_open_failure_refunds(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
-        d = S.on_open_failed(o, "no funds", 100, NOW)
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_open_failed(o, "no funds", 100, NOW)
         assert list(d.fail) == ["a/1"] and d.fail["a/1"].startswith("400f")
         assert o["bolt11"]["state"] == "REFUNDED" and o["order_state"] == "FAILED"
-        assert S.on_htlc(o, part(o, "a/9", 1000, 300), 100, NOW, MIN_CLTV).fail
+        assert P.on_htlc(o, part(o, "a/9", 1000, 300), 100, NOW, MIN_CLTV).fail
 
     def test_incomplete_parts_time_out(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 1_000_000, 300), 100, NOW, MIN_CLTV)
-        assert S.on_tick(o, 100, NOW + 89_999).fail == {}
-        assert list(S.on_tick(o, 100, NOW + 90_000).fail) == ["a/1"]
+        P.on_htlc(o, part(o, "a/1", 1_000_000, 300), 100, NOW, MIN_CLTV)
+        assert P.on_tick(o, 100, NOW + 89_999).fail == {}
+        assert list(P.on_tick(o, 100, NOW + 90_000).fail) == ["a/1"]
         assert o["order_state"] == "CREATED" and o["parts"] == []
 
     def test_unpaid_order_expires(self):
         o = make_order()
-        S.on_tick(o, 100, o["expires_ms"])
+        P.on_tick(o, 100, o["expires_ms"])
         assert o["order_state"] == "FAILED" and o["bolt11"]["state"] == "EXPECT_PAYMENT"
-        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, o["expires_ms"], MIN_CLTV).fail
+        assert P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, o["expires_ms"], MIN_CLTV).fail
 
     def test_cltv_margin(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
-        assert S.on_block(o, 113, 6, NOW).fail == {}
-        assert S.on_block(o, 114, 6, NOW).fail and o["bolt11"]["state"] == "REFUNDED"
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert P.on_block(o, 113, 6, NOW).fail == {}
+        assert P.on_block(o, 114, 6, NOW).fail and o["bolt11"]["state"] == "REFUNDED"
 
     def test_failure_message_format(self):
         msg = bytes.fromhex(incorrect_or_unknown(1234, 567))
@@ -180,59 +181,59 @@ class TestMoneySafety:
     def test_parts_lightningd_would_refuse_are_failed_not_held(self, changes, why):
         o = make_order()
         bad = part(o, "a/1", 102_500_000, 300, **changes)
-        assert why in S.refusal(o, bad, 100, MIN_CLTV, NOW)
-        d = S.on_htlc(o, bad, 100, NOW, MIN_CLTV)
+        assert why in P.refusal(o, bad, 100, MIN_CLTV, NOW)
+        d = P.on_htlc(o, bad, 100, NOW, MIN_CLTV)
         assert list(d.fail) == ["a/1"] and d.fail["a/1"].startswith("400f")
         assert not d.open and not d.hold and o["parts"] == []
         assert o["bolt11"]["state"] == "EXPECT_PAYMENT"
         # the honest payment still completes
         good = part(o, "a/2", 102_500_000, 300)
-        assert S.refusal(o, good, 100, MIN_CLTV, NOW) is None
-        assert S.on_htlc(o, good, 100, NOW, MIN_CLTV).open
+        assert P.refusal(o, good, 100, MIN_CLTV, NOW) is None
+        assert P.on_htlc(o, good, 100, NOW, MIN_CLTV).open
 
     def test_cltv_room_is_exactly_the_minimum(self):
         o = make_order()
-        assert S.refusal(o, part(o, "a/1", 102_500_000, 110), 100, MIN_CLTV, NOW) is None
-        assert S.refusal(o, part(o, "a/1", 102_500_000, 109), 100, MIN_CLTV, NOW)
+        assert P.refusal(o, part(o, "a/1", 102_500_000, 110), 100, MIN_CLTV, NOW) is None
+        assert P.refusal(o, part(o, "a/1", 102_500_000, 109), 100, MIN_CLTV, NOW)
 
     def test_refunded_order_never_opens(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
-        assert S.may_open(o)
-        S.on_block(o, 114, 6, NOW)
-        assert o["bolt11"]["state"] == "REFUNDED" and not S.may_open(o)
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert P.may_open(o)
+        P.on_block(o, 114, 6, NOW)
+        assert o["bolt11"]["state"] == "REFUNDED" and not P.may_open(o)
         assert S.on_channel_opened(o, "cid", "x:0", 114, NOW).settle == []
         assert o["order_state"] == "FAILED" and o["channel"] is None
         # the replayed part is failed again, never held
-        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 114, NOW, MIN_CLTV).fail
+        assert P.on_htlc(o, part(o, "a/1", 102_500_000, 120), 114, NOW, MIN_CLTV).fail
 
     def test_no_refund_while_the_open_is_in_flight(self):
         o = make_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
-        assert S.on_block(o, 119, 6, NOW, opening=True).fail == {}
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert P.on_block(o, 119, 6, NOW, opening=True).fail == {}
         assert o["bolt11"]["state"] == "HOLD"
         assert S.on_channel_opened(o, "cid", "x:0", 119, NOW).settle == ["a/1"]
 
     def test_paid_on_chain_then_by_invoice_refuses_the_htlc(self):
         o = onchain_order()
-        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+        d = P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                       "confirmations": 1}], 1, NOW)
         assert d.open
-        d = S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
         assert list(d.fail) == ["a/1"] and not d.open and o["bolt11"]["state"] == "EXPECT_PAYMENT"
 
     def test_two_onchain_payments_open_once_and_refund_the_second(self):
         o = onchain_order()
         first = {"outpoint": "t:0", "amount_sat": 102_500, "confirmations": 1}
-        assert S.on_onchain_outputs(o, [first], 1, NOW).open
+        assert P.on_onchain_outputs(o, [first], 1, NOW).open
         second = {"outpoint": "u:0", "amount_sat": 102_500, "confirmations": 1}
-        d = S.on_onchain_outputs(o, [first, second], 1, NOW)
+        d = P.on_onchain_outputs(o, [first, second], 1, NOW)
         assert not d.open and d.refund == ["u:0"]
 
     def test_paid_by_invoice_then_on_chain_refunds_the_chain(self):
         o = onchain_order()
-        assert S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).open
-        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+        assert P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV).open
+        d = P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                       "confirmations": 1}], 1, NOW)
         assert not d.open and d.refund == ["t:0"]
 
@@ -270,46 +271,46 @@ class TestOnchain:
     def test_confirmed_payment_opens(self):
         o = onchain_order()
         out = {"outpoint": "t:0", "amount_sat": 102_500, "confirmations": 0}
-        d = S.on_onchain_outputs(o, [out], 1, NOW)
+        d = P.on_onchain_outputs(o, [out], 1, NOW)
         assert d.changed and not d.open and o["onchain"]["state"] == "EXPECT_PAYMENT"
-        d = S.on_onchain_outputs(o, [dict(out, confirmations=1)], 1, NOW)
+        d = P.on_onchain_outputs(o, [dict(out, confirmations=1)], 1, NOW)
         assert d.open and o["onchain"]["state"] == "PAID"
         S.on_channel_opened(o, "cid", "x:0", 100, NOW)
         assert o["order_state"] == "COMPLETED"
         # more money afterwards goes back
-        d = S.on_onchain_outputs(o, [dict(out, confirmations=2),
+        d = P.on_onchain_outputs(o, [dict(out, confirmations=2),
                                      {"outpoint": "u:1", "amount_sat": 5, "confirmations": 1}],
                                  1, NOW)
         assert d.refund == ["u:1"]
 
     def test_underpaid_then_expired_is_refunded(self):
         o = onchain_order()
-        S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
+        P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
                                   "confirmations": 3}], 1, NOW)
-        d = S.on_tick(o, 100, o["expires_ms"])
+        d = P.on_tick(o, 100, o["expires_ms"])
         assert d.refund == ["t:0"] and o["order_state"] == "FAILED"
-        S.on_refund_sent(o, ["t:0"], "txid", NOW)
+        P.on_refund_sent(o, ["t:0"], "txid", NOW)
         assert o["onchain"]["state"] == "REFUNDED" and o["onchain"]["refund_txid"] == "txid"
-        assert S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
+        assert P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 50_000,
                                          "confirmations": 4}], 1, NOW).refund == []
 
     def test_late_payment_refunded(self):
         o = onchain_order()
-        S.on_tick(o, 100, o["expires_ms"])
-        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+        P.on_tick(o, 100, o["expires_ms"])
+        d = P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                       "confirmations": 1}], 1, o["expires_ms"] + 1)
         assert d.refund == ["t:0"] and not d.open
 
     def test_open_failure_after_onchain_payment_refunds(self):
         o = onchain_order()
-        S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+        P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                   "confirmations": 1}], 1, NOW)
-        assert S.on_open_failed(o, "no funds", 100, NOW).refund == ["t:0"]
+        assert P.on_open_failed(o, "no funds", 100, NOW).refund == ["t:0"]
 
     def test_lightning_paid_then_onchain_arrives(self):
         o = onchain_order()
-        S.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
-        d = S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
+        P.on_htlc(o, part(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": 102_500,
                                       "confirmations": 1}], 1, NOW)
         assert d.refund == ["t:0"] and not d.open
 

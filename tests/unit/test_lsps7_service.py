@@ -2,8 +2,9 @@ import pytest
 from fakes import MIN_CLTV
 from fakes import order_part as part
 
-import lsps.lsps1_service as S
-import lsps.lsps7_service as X
+import lsps.lsps1.service as S
+import lsps.lsps7.service as X
+import lsps.orders.payment as P
 from lsps.lsps0.msgs import LspsError
 
 NOW = 1_800_000_000_000
@@ -69,7 +70,7 @@ def test_extensions_add_up_and_are_idempotent():
     for o in orders:
         o["bolt11"]["invoice"] = "lnbcrt"
         paying = part(o, f"k/{o['order_id']}", o["order_total_sat"] * 1000, 900)
-        S.on_htlc(o, paying, 100, NOW, MIN_CLTV)
+        P.on_htlc(o, paying, 100, NOW, MIN_CLTV)
         assert o["bolt11"]["state"] == "HOLD"
         d = X.on_held(o, the_lease, NOW)
         assert d.settle and o["order_state"] == "COMPLETED" and o["bolt11"]["state"] == "PAID"
@@ -99,7 +100,7 @@ def test_onchain_paid_extension():
     o["onchain"]["address"] = "bcrt1pa"
     assert X.on_held(o, the_lease, NOW).settle == []  # nothing paid yet: no change
     assert the_lease["expiration_block"] == 5000
-    S.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": o["order_total_sat"],
+    P.on_onchain_outputs(o, [{"outpoint": "t:0", "amount_sat": o["order_total_sat"],
                               "confirmations": 1}], 1, NOW)
     assert o["onchain"]["state"] == "PAID"
     X.on_held(o, the_lease, NOW)

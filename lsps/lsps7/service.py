@@ -12,7 +12,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import FrozenSet, Optional
 
-import lsps.lsps1_service as S
+import lsps.lsps1.service as S
+import lsps.orders.payment as P
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_scid
 
@@ -92,12 +93,12 @@ def new_order(client_id: str, lease: dict, blocks: int, token: str, policy: Poli
         "channel_id": lease["channel_id"], "short_channel_id": lease["short_channel_id"],
         "channel_extension_expiry_blocks": blocks, "token": token,
         "new_channel_expiry_block": lease["expiration_block"] + blocks,
-        "created_ms": now_ms, "order_state": S.CREATED, "fee_total_sat": fee,
+        "created_ms": now_ms, "order_state": P.CREATED, "fee_total_sat": fee,
         "order_total_sat": fee, "expires_ms": now_ms + policy.order_valid_for_s * 1000,
-        "bolt11": {"state": S.EXPECT_PAYMENT, "invoice": None, "payment_hash": None,
+        "bolt11": {"state": P.EXPECT_PAYMENT, "invoice": None, "payment_hash": None,
                    "label": None},
         "request": {"refund_onchain_address": refund_onchain_address},
-        "onchain": ({"state": S.EXPECT_PAYMENT, "address": None, "outputs": [],
+        "onchain": ({"state": P.EXPECT_PAYMENT, "address": None, "outputs": [],
                      "refund_txid": None, "refunding": []}
                     if onchain and refund_onchain_address else None),
         "parts": [], "first_part_ms": None, "failure": None, "updated_ms": now_ms,
@@ -109,33 +110,33 @@ def order_json(order: dict, lease: dict, policy: Policy,
     # Unpaid, the extension counts from the lease as it is now (another
     # extension may have been paid since); done, it is what was recorded.
     new_expiry = (lease["expiration_block"] + order["channel_extension_expiry_blocks"]
-                  if order["order_state"] == S.CREATED else order["new_channel_expiry_block"])
+                  if order["order_state"] == P.CREATED else order["new_channel_expiry_block"])
     return {
         "order_id": order["order_id"], "short_channel_id": order["short_channel_id"],
         "channel_extension_expiry_blocks": order["channel_extension_expiry_blocks"],
         "new_channel_expiry_block": new_expiry,
         "token": order["token"], "created_at": format_datetime_ms(order["created_ms"]),
         "order_state": order["order_state"],
-        "payment": S.payment_json(order, payment_policy),
+        "payment": P.payment_json(order, payment_policy),
         "channel": extendable_json(lease, policy),
     }
 
 
-def on_held(order: dict, lease: dict, now_ms: int) -> S.Decision:
+def on_held(order: dict, lease: dict, now_ms: int) -> P.Decision:
     """The payment is held: extend the lease, then release the payment.
 
     The new expiry counts from the lease as it is now, so two extensions
     paid one after the other add up even if their orders were created
     against the same old expiry."""
-    paid_onchain = bool(order.get("onchain")) and order["onchain"]["state"] == S.PAID
-    if order["bolt11"]["state"] != S.HOLD and not paid_onchain:
-        return S.Decision()
+    paid_onchain = bool(order.get("onchain")) and order["onchain"]["state"] == P.PAID
+    if order["bolt11"]["state"] != P.HOLD and not paid_onchain:
+        return P.Decision()
     if order["order_id"] not in lease["extension_order_ids"]:  # not twice after a restart
         lease["expiration_block"] += order["channel_extension_expiry_blocks"]
         lease["extension_order_ids"].append(order["order_id"])
     order["new_channel_expiry_block"] = lease["expiration_block"]
-    if order["bolt11"]["state"] == S.HOLD:
-        order["bolt11"]["state"] = S.PAID
-    order["order_state"] = S.COMPLETED
+    if order["bolt11"]["state"] == P.HOLD:
+        order["bolt11"]["state"] = P.PAID
+    order["order_state"] = P.COMPLETED
     order["updated_ms"] = now_ms
-    return S.Decision(settle=[p["key"] for p in order["parts"]], changed=True)
+    return P.Decision(settle=[p["key"] for p in order["parts"]], changed=True)

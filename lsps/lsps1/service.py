@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
-from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_msat
+from lsps.orders.payment import (
+    COMPLETED,
+    CREATED,
+    EXPECT_PAYMENT,
+    HOLD,
+    PAID,
+    Decision,
+    payment_json,
+    unrefunded,
+)
 
 OPTION_MISMATCH = 100
-ORDER_NOT_FOUND = 101
 UNRECOGNIZED_TOKEN = 102
-
-# Order states and payment states (bLIP-51).
-CREATED, COMPLETED, FAILED = "CREATED", "COMPLETED", "FAILED"
-EXPECT_PAYMENT, HOLD, PAID, REFUNDED = "EXPECT_PAYMENT", "HOLD", "PAID", "REFUNDED"
-
-
-HOLD_COLLECTION_MS = 90_000
-
 
 @dataclass(frozen=True)
 class Policy:
@@ -200,27 +200,6 @@ def new_order(client_id: str, request: OrderRequest, policy: Policy, now_ms: int
     }
 
 
-def payment_json(order: dict, policy: Optional[Policy] = None) -> Dict[str, dict]:
-    """The `payment` object (LSPS1, and LSPS7 which copies it)."""
-    payment: Dict[str, dict] = {}
-    common = {"expires_at": format_datetime_ms(order["expires_ms"]),
-              "fee_total_sat": str(order["fee_total_sat"]),
-              "order_total_sat": str(order["order_total_sat"])}
-    if order["bolt11"]["invoice"]:
-        payment["bolt11"] = {"state": order["bolt11"]["state"], **common,
-                             "invoice": order["bolt11"]["invoice"]}
-    onchain = order.get("onchain")
-    if onchain and onchain["address"] and policy is not None:
-        # bLIP-51 wants min_fee_for_0conf absent when confirmations are
-        # required, but LDK clients fail without it: sent anyway.
-        payment["onchain"] = {
-            "state": onchain["state"], **common, "address": onchain["address"],
-            "min_onchain_payment_confirmations": policy.min_onchain_payment_confirmations,
-            "min_fee_for_0conf": policy.min_fee_for_0conf,
-            "refund_onchain_address": order["request"]["refund_onchain_address"]}
-    return payment
-
-
 def order_json(order: dict, policy: Optional[Policy] = None) -> dict:
     """The order object of lsps1.create_order / lsps1.get_order."""
     r = order["request"]
@@ -240,191 +219,6 @@ def order_json(order: dict, policy: Optional[Policy] = None) -> dict:
 
 # --- lightning payment (hold invoice) ------------------------------------------
 
-@dataclass
-class Decision:
-    hold: List[str] = field(default_factory=list)
-    settle: List[str] = field(default_factory=list)   # answer `continue`: CLN settles
-    fail: Dict[str, str] = field(default_factory=dict)
-    refund: List[str] = field(default_factory=list)   # on-chain outpoints to send back
-    open: bool = False
-    changed: bool = False
-    why: str = ""                                      # why a new part was refused
-
-
-@dataclass(frozen=True)
-class Part:
-    """An HTLC paying an order's invoice, as lightningd parsed it."""
-    key: str
-    amount_msat: int                # what the HTLC carries
-    cltv_expiry: int
-    forward_msat: int               # the onion's amt_to_forward
-    outgoing_cltv: int              # the onion's outgoing_cltv_value
-    total_msat: Optional[int]       # the onion's total_msat (payment_data)
-    payment_secret: Optional[str]   # the onion's payment_secret, hex
-
-
-def refusal(order: dict, part: Part, height: int, min_cltv_blocks: int,
-            now_ms: int) -> Optional[str]:
-    """Why lightningd (BOLT4 final-node rules) would not let this part settle the
-    order's invoice, or None. Checked before holding: a part we hold and cannot
-    settle is no money."""
-    bolt11 = order["bolt11"]
-    if part.payment_secret is None or (bolt11.get("payment_secret") is not None
-                                       and part.payment_secret != bolt11["payment_secret"]):
-        return "wrong or missing payment_secret"
-    if part.total_msat != order["order_total_sat"] * 1000:
-        return f"total_msat {part.total_msat} is not the order total"
-    if part.amount_msat < part.forward_msat:
-        return f"HTLC carries {part.amount_msat} msat, the onion claims {part.forward_msat}"
-    if part.cltv_expiry < part.outgoing_cltv:
-        return "cltv_expiry below the onion's outgoing_cltv_value"
-    if part.cltv_expiry - height < min_cltv_blocks:
-        return f"cltv_expiry {part.cltv_expiry} leaves fewer than {min_cltv_blocks} blocks"
-    if now_ms >= order["expires_ms"]:
-        return "order expired"
-    return None
-
-
-def on_htlc(order: dict, part: Part, height: int, now_ms: int,
-            min_cltv_blocks: int) -> Decision:
-    """A part paying this order's invoice (`min_cltv_blocks`: cltv-final plus the
-    hold margin)."""
-    bolt11 = order["bolt11"]
-    key = part.key
-    refuse = Decision(fail={key: incorrect_or_unknown(part.amount_msat, height)})
-    known = next((p for p in order["parts"] if p["key"] == key), None)
-    if known is not None:  # replayed after a restart
-        if bolt11["state"] == PAID:
-            return Decision(settle=[key])
-        if bolt11["state"] == REFUNDED or order["order_state"] == FAILED:
-            return refuse
-        return Decision(hold=[key])
-    onchain_paid = bool(order.get("onchain")) and order["onchain"]["state"] == PAID
-    if order["order_state"] != CREATED or bolt11["state"] != EXPECT_PAYMENT or onchain_paid:
-        refuse.why = "order paid already or over"
-        return refuse
-    why = refusal(order, part, height, min_cltv_blocks, now_ms)
-    if why is not None:
-        refuse.why = why
-        return refuse
-    order["parts"].append({"key": key, "amount_msat": part.amount_msat,
-                           "cltv_expiry": part.cltv_expiry, "arrived_ms": now_ms})
-    if order["first_part_ms"] is None:
-        order["first_part_ms"] = now_ms
-    order["updated_ms"] = now_ms
-    d = Decision(hold=[key], changed=True)
-    if sum(p["amount_msat"] for p in order["parts"]) >= order["order_total_sat"] * 1000:
-        bolt11["state"] = HOLD
-        d.open = True
-    return d
-
-
-def _unrefunded(order: dict) -> List[str]:
-    onchain = order.get("onchain")
-    if not onchain:
-        return []
-    return [o["outpoint"] for o in onchain["outputs"]
-            if o["outpoint"] not in onchain["refunding"]]
-
-
-def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
-    d = Decision(changed=True)
-    for p in order["parts"]:
-        d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
-    if order["bolt11"]["state"] in (HOLD, EXPECT_PAYMENT) and order["parts"]:
-        order["bolt11"]["state"] = REFUNDED
-    d.refund = _unrefunded(order)
-    order["order_state"] = FAILED
-    order["failure"] = reason
-    order["updated_ms"] = now_ms
-    return d
-
-
-def on_tick(order: dict, height: int, now_ms: int) -> Decision:
-    """Incomplete part sets time out; unpaid orders expire."""
-    if order["order_state"] != CREATED:
-        return Decision()
-    if order["bolt11"]["state"] == EXPECT_PAYMENT and order["parts"] and \
-            now_ms - order["first_part_ms"] >= HOLD_COLLECTION_MS:
-        d = Decision(changed=True)
-        for p in order["parts"]:
-            d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
-        order["parts"] = []
-        order["first_part_ms"] = None
-        order["updated_ms"] = now_ms
-        return d
-    onchain_paid = order.get("onchain") and order["onchain"]["state"] == PAID
-    if now_ms >= order["expires_ms"] and order["bolt11"]["state"] == EXPECT_PAYMENT \
-            and not onchain_paid:
-        return _refund(order, "order expired unpaid", height, now_ms)
-    return Decision()
-
-
-def on_onchain_outputs(order: dict, outputs: List[dict], min_confirmations: int,
-                       now_ms: int) -> Decision:
-    """What the order's address received: [{outpoint, amount_sat, confirmations}].
-
-    Enough confirmed sats before expiry pay the order (PAID, then the open);
-    anything arriving when the order can no longer use it is sent back."""
-    onchain = order.get("onchain")
-    if not onchain:
-        return Decision()
-    known = {o["outpoint"] for o in onchain["outputs"]}
-    fresh = [o for o in outputs if o["outpoint"] not in known]
-    confirmations = {o["outpoint"]: o["confirmations"] for o in outputs}
-    d = Decision()
-    if fresh:
-        onchain["outputs"].extend({"outpoint": o["outpoint"], "amount_sat": o["amount_sat"]}
-                                  for o in fresh)
-        order["updated_ms"] = now_ms
-        d.changed = True
-    usable = order["order_state"] == CREATED and onchain["state"] == EXPECT_PAYMENT \
-        and order["bolt11"]["state"] == EXPECT_PAYMENT and now_ms < order["expires_ms"]
-    if usable:
-        confirmed = sum(o["amount_sat"] for o in onchain["outputs"]
-                        if confirmations.get(o["outpoint"], 0) >= min_confirmations)
-        if confirmed >= order["order_total_sat"]:
-            onchain["state"] = PAID
-            d.open = d.changed = True
-    elif onchain["state"] == PAID and order["order_state"] != FAILED:
-        d.refund = [o["outpoint"] for o in fresh]  # more money after the payment: back
-    else:
-        # Late, beside a lightning payment, or for a failed order: all back.
-        d.refund = _unrefunded(order)
-    return d
-
-
-def on_refund_sent(order: dict, outpoints: List[str], txid: str, now_ms: int) -> None:
-    onchain = order["onchain"]
-    onchain["refunding"].extend(o for o in outpoints if o not in onchain["refunding"])
-    onchain["refund_txid"] = txid
-    if onchain["state"] in (PAID, EXPECT_PAYMENT) and order["order_state"] == FAILED:
-        onchain["state"] = REFUNDED
-    order["updated_ms"] = now_ms
-
-
-def may_open(order: dict) -> bool:
-    """Paid and not over: held by invoice, or paid on chain, and still CREATED.
-    An order whose payment went back never opens (nor extends)."""
-    if order["order_state"] != CREATED:
-        return False
-    onchain = order.get("onchain")
-    return order["bolt11"]["state"] == HOLD or bool(onchain and onchain["state"] == PAID)
-
-
-def on_block(order: dict, height: int, margin: int, now_ms: int,
-             opening: bool = False) -> Decision:
-    """Held parts are failed before their CLTV expiry; not while an open is in
-    flight (its outcome settles or fails them)."""
-    if order["bolt11"]["state"] not in (EXPECT_PAYMENT, HOLD) or not order["parts"]:
-        return Decision()
-    if order["order_state"] == COMPLETED or opening:
-        return Decision()
-    if any(p["cltv_expiry"] - height <= margin for p in order["parts"]):
-        return _refund(order, f"payment near CLTV expiry at height {height}", height, now_ms)
-    return Decision()
-
-
 def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, height: int,
                       now_ms: int, block_ms: int = 600_000) -> Decision:
     """Funding published: COMPLETED, the held payment is released (PAID)."""
@@ -442,9 +236,6 @@ def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, heigh
     if order["bolt11"]["state"] == HOLD:
         order["bolt11"]["state"] = PAID
         d.settle = [p["key"] for p in order["parts"]]
-        d.refund = _unrefunded(order)  # an on-chain payment beside it goes back
+        d.refund = unrefunded(order)  # an on-chain payment beside it goes back
     return d
 
-
-def on_open_failed(order: dict, reason: str, height: int, now_ms: int) -> Decision:
-    return _refund(order, f"channel open failed: {reason}", height, now_ms)

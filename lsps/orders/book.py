@@ -1,0 +1,401 @@
+"""The order book at run time: orders paid by a held invoice or on chain, persisted.
+
+Shared by LSPS1 (a channel) and LSPS7 (a lease extension): the `htlc_accepted`
+hook keeps the parts of an order's invoice pending until the order's act (open,
+extend) is done, then settles them with our preimage, or fails them back;
+on-chain payments are watched each block and refunded when owed. The act itself
+is the protocol's: `_open` (lsps1/service_handler.py) and `_extend`
+(lsps7/service_handler.py), mixed into `OrderService` (orders/service_handler.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional
+
+import lsps.orders.payment as P
+import lsps.quota as quota
+from lsps.addresses import segwit_address_ok, segwit_script
+from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
+from lsps.lsps0.service import DEFERRED
+from lsps.node.events import htlc_height, htlc_onion_fields, msat
+from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
+from lsps.node.rpc import ClnNode
+from lsps.node.store import Store
+from lsps.runtime.threads import arm_deadline, now_ms
+
+ORDERS = "lsps1-orders"
+LEASES = "leases"
+MAX_UNPAID_ORDERS_PER_PEER = 10
+MAX_UNPAID_ORDERS_TOTAL = 10_000
+REPLAY_GRACE_S = 15
+# Blocks beyond cltv-final plus the hold margin asked of payers in the invoice, so an
+# honest payment a block behind still passes the arrival check.
+INVOICE_CLTV_SLACK = 2
+
+
+Responder = Callable[[dict], None]
+
+
+def payment_secret(preimage: bytes) -> str:
+    """The payment_secret lightningd gives an invoice with this preimage:
+    SHA256(preimage with its first byte's low bit flipped)."""
+    return hashlib.sha256(bytes([preimage[0] ^ 1]) + preimage[1:]).hexdigest()
+
+
+class OrderBook:
+    """State and payment of every order; the subclass adds the protocols' methods."""
+
+    def __init__(self, node: ClnNode, store: Store, policy: Any, schedule,
+                 is_connected: Callable[[str], bool], htlc_expiry_margin: int,
+                 log: Callable[[str, str], None], prune_after_s: int = 86400):
+        self.node = node
+        self.store = store
+        self.policy = policy  # LSPS1's: it also carries the on-chain payment options
+        self.prune_after_s = prune_after_s
+        self.leases: Dict[str, dict] = {}  # channel_id -> lease (once extended)
+        self.schedule = schedule
+        self.is_connected = is_connected
+        self.margin = htlc_expiry_margin
+        self.log = log
+        self.lock = threading.RLock()
+        self.orders: Dict[str, dict] = {}
+        self.by_hash: Dict[str, str] = {}
+        self.waiting: Dict[str, Responder] = {}
+        self.height = 0
+        self.network = "regtest"
+        self.cltv_final = 18
+        self.refunding: set = set()  # order ids with a refund being sent right now
+        # Channels another service owns (LSPS2 JIT channels): never adopted.
+        self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
+        self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps1")
+
+    def start(self) -> None:
+        self.height = self.node.blockheight()
+        self.network = self.node.network()
+        self.cltv_final = int(self.node.config("cltv-final") or 18)
+        with self.lock:
+            self.leases.update(self.store.list(LEASES))
+            for order in self.store.list(ORDERS).values():
+                self.orders[order["order_id"]] = order
+                if order["bolt11"]["payment_hash"]:
+                    self.by_hash[order["bolt11"]["payment_hash"]] = order["order_id"]
+                self._arm(order)
+        self.schedule(REPLAY_GRACE_S, self._after_replay)
+        self._prune()
+
+    def _after_replay(self) -> None:
+        """A held order whose open was cut short by a restart: open now."""
+        with self.lock:
+            for order in self.orders.values():
+                paid = order["bolt11"]["state"] == P.HOLD or (
+                    order.get("onchain") and order["onchain"]["state"] == P.PAID)
+                if paid and P.may_open(order) and not order.get("_opening"):
+                    self._start_open(order)
+
+    # --- LSPS1 methods ------------------------------------------------------------
+    def _off_loop(self, call, do):
+        """Run do(peer, params) on a worker (it makes RPC calls) and answer."""
+        def work():
+            try:
+                call.respond(do(call.peer_id, call.params))
+            except LspsError as e:
+                call.fail(e)
+            except Exception as e:
+                self.log(f"{call.method} from {call.peer_id} failed: {e!r}", "warn")
+                call.fail(LspsError(INTERNAL_ERROR, "internal error"))
+        self.workers.submit(work)
+        return DEFERRED
+
+    def _address_ok(self, address: str) -> bool:
+        return segwit_address_ok(address, self.network)
+
+    def _admit(self, client_id: str) -> None:
+        """Unpaid orders are bounded per peer and in total (LSPS1 and LSPS7 alike)."""
+        channel_peers = {c["peer_id"] for c in self.node.channels()}
+        with self.lock:
+            unpaid: Dict[str, int] = {}
+            for o in self.orders.values():
+                if o["order_state"] == P.CREATED and o["bolt11"]["state"] == P.EXPECT_PAYMENT:
+                    unpaid[o["client_id"]] = unpaid.get(o["client_id"], 0) + 1
+        why = quota.refusal(unpaid, client_id, MAX_UNPAID_ORDERS_PER_PEER,
+                            MAX_UNPAID_ORDERS_TOTAL, channel_peers)
+        if why:
+            raise LspsError(1, f"client rejected: {why} (unpaid orders)")
+
+    def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
+        """Give the order its (held) invoice and record it, before answering.
+
+        The preimage is ours: held parts are settled with `resolve`, which no
+        invoice expiry can refuse however long the open takes."""
+        label = f"clnlsp-{order.get('kind', 'lsps1')}-{order['order_id']}"
+        preimage = secrets.token_bytes(32)
+        invoice = self.node.create_invoice(
+            order["order_total_sat"] * 1000, label, description, valid_for_s,
+            preimage=preimage.hex(), cltv=self.cltv_final + self.margin + INVOICE_CLTV_SLACK)
+        order["bolt11"].update(invoice=invoice["bolt11"], payment_hash=invoice["payment_hash"],
+                               label=label, preimage=preimage.hex(),
+                               payment_secret=payment_secret(preimage))
+        with self.lock:
+            self.orders[order["order_id"]] = order
+            self.by_hash[invoice["payment_hash"]] = order["order_id"]
+            self._persist(order)
+            self._arm(order)
+
+    def _find(self, peer_id: str, order_id, kind: str) -> dict:
+        """The peer's own order of this kind, else 101 (others' orders do not exist)."""
+        order = self.orders.get(order_id) if isinstance(order_id, str) else None
+        if order is None or order["client_id"] != peer_id or order.get("kind", "lsps1") != kind:
+            raise LspsError(P.ORDER_NOT_FOUND, "order not found", {})
+        return order
+
+    # --- LSPS7 methods ---------------------------------------------------------------
+    # --- node events --------------------------------------------------------------
+    def owns_payment(self, onion: dict, htlc: dict) -> bool:
+        if onion.get("short_channel_id"):
+            return False
+        with self.lock:
+            return htlc["payment_hash"] in self.by_hash
+
+    def on_htlc(self, onion: dict, htlc: dict, respond: Responder) -> None:
+        fields = htlc_onion_fields(onion)
+        amount = msat(htlc["amount_msat"])
+        part = P.Part(key=f"{htlc['short_channel_id']}/{htlc['id']}", amount_msat=amount,
+                      cltv_expiry=htlc["cltv_expiry"],
+                      forward_msat=fields["forward_msat"] if fields["forward_msat"] is not None
+                      else amount,
+                      outgoing_cltv=fields["outgoing_cltv"] or 0,
+                      total_msat=fields["total_msat"], payment_secret=fields["payment_secret"])
+        with self.lock:
+            order = self.orders[self.by_hash[htlc["payment_hash"]]]
+            self.waiting[part.key] = respond
+            d = P.on_htlc(order, part, htlc_height(htlc), now_ms(),
+                          self.cltv_final + self.margin)
+            if d.why:
+                self.log(f"lsps1: HTLC {part.key} for order {order['order_id']} refused: "
+                         f"{d.why}", "info")
+            self._apply(order, d)
+
+    def on_block(self, height: int) -> None:
+        with self.lock:
+            self.height = height
+            for order in self.orders.values():
+                self._apply(order, P.on_block(order, height, self.margin, now_ms(),
+                                              opening=bool(order.get("_opening"))))
+            watching = any(o.get("onchain") and o["onchain"]["address"]
+                           for o in self.orders.values())
+            retry = [(o["order_id"], o["onchain"]["refund_pending"]["outpoints"])
+                     for o in self.orders.values()
+                     if o.get("onchain") and o["onchain"].get("refund_pending")]
+        for order_id, outpoints in retry:
+            self.workers.submit(self._send_refund, order_id, outpoints)
+        if self.close_expired:
+            self._close_expired_leases(height)
+        if watching:
+            self.workers.submit(self._scan_onchain, height)
+        self._prune()
+
+    def _scan_onchain(self, height: int) -> None:
+        """What each order's address received, with its confirmations."""
+        by_address: Dict[str, List[dict]] = {}
+        for o in self.node.wallet_outputs():
+            confirmations = height - o["blockheight"] + 1 if o["blockheight"] else 0
+            by_address.setdefault(o["address"], []).append(
+                {"outpoint": o["outpoint"], "amount_sat": o["amount_sat"],
+                 "confirmations": confirmations})
+        with self.lock:
+            for order in self.orders.values():
+                onchain = order.get("onchain")
+                if not onchain or not onchain["address"]:
+                    continue
+                self._apply(order, P.on_onchain_outputs(
+                    order, by_address.get(onchain["address"], []),
+                    self.policy.min_onchain_payment_confirmations, now_ms()))
+
+    def on_connect(self, peer_id: str) -> None:
+        with self.lock:
+            for order in self.orders.values():
+                if order["client_id"] == peer_id and order.get("_waiting_peer"):
+                    order["_waiting_peer"] = False
+                    if P.may_open(order):
+                        self._start_open(order)
+
+    # --- decisions ------------------------------------------------------------------
+    def _apply(self, order: dict, d: P.Decision) -> None:
+        """Caller holds the lock. Persist, then answer."""
+        if d.changed:
+            self._persist(order)
+        for key, failure in d.fail.items():
+            respond = self.waiting.pop(key, None)
+            if respond:
+                respond(htlc_fail(failure))
+        preimage = order["bolt11"].get("preimage")
+        for key in d.settle:
+            respond = self.waiting.pop(key, None)
+            if respond:  # orders from before own preimages: lightningd settles
+                respond(htlc_resolve(preimage) if preimage else htlc_continue())
+        if d.refund:
+            self.workers.submit(self._send_refund, order["order_id"], list(d.refund))
+        if d.open:
+            self._start_open(order)
+        self._arm(order)
+
+    def _send_refund(self, order_id: str, outpoints: List[str]) -> None:
+        """Send the value of these outputs, minus the refund's fee, to the
+        client's refund address (from the wallet, so CLN's emergency reserve
+        never shortens it). One refund in flight per order, write-ahead: the
+        transaction is prepared (inputs reserved), recorded with its txid, then
+        broadcast; after a crash that txid, and nothing else, says if it went out."""
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None or order_id in self.refunding:
+                return
+            self.refunding.add(order_id)
+        try:
+            self._refund(order, outpoints)
+        except Exception as e:
+            self.log(f"lsps1: refund for {order_id} failed, retried next block: {e!r}", "warn")
+        finally:
+            with self.lock:
+                self.refunding.discard(order_id)
+
+    def _refund(self, order: dict, outpoints: List[str]) -> None:
+        onchain = order["onchain"]
+        destination = order["request"]["refund_onchain_address"]
+        with self.lock:
+            pending = onchain.get("refund_pending")
+        if pending is not None and not self._finish_refund(order, pending, destination):
+            outpoints = list(dict.fromkeys(pending["outpoints"] + outpoints))
+        with self.lock:
+            outpoints = [o for o in outpoints if o not in onchain["refunding"]]
+            value = sum(o["amount_sat"] for o in onchain["outputs"] if o["outpoint"] in outpoints)
+        if not outpoints:
+            return
+        amount = value - self.node.refund_fee_sat()
+        if amount <= 0:
+            self.log(f"lsps1: outputs {outpoints} of order {order['order_id']} are worth less "
+                     "than a refund's fee: kept", "warn")
+            self._refund_sent(order, outpoints, "none", amount)
+            return
+        prepared = self.node.prepare_onchain(destination, amount)
+        with self.lock:
+            onchain["refund_pending"] = {"outpoints": outpoints, "amount_sat": amount,
+                                         "txid": prepared["txid"], "psbt": prepared["psbt"]}
+            self._persist(order)
+        self.node.send_prepared(prepared["txid"])
+        self._refund_sent(order, outpoints, prepared["txid"], amount)
+
+    def _finish_refund(self, order: dict, pending: dict, destination: str) -> bool:
+        """A refund recorded before a crash: True once it is known sent (now or
+        before); False if it never went out (its inputs are given back)."""
+        txid = pending.get("txid")
+        if txid is None:  # recorded by a version that sent with withdraw
+            script = segwit_script(destination, self.network)
+            txid = script and self.node.sent_to(script, pending["amount_sat"])
+            if txid:
+                self._refund_sent(order, pending["outpoints"], txid, pending["amount_sat"])
+                return True
+            return False
+        if not self.node.wallet_has_tx(txid):
+            try:
+                self.node.send_prepared(txid)
+            except Exception:
+                self.node.discard_prepared(txid, pending.get("psbt"))
+                with self.lock:
+                    order["onchain"]["refund_pending"] = None
+                    self._persist(order)
+                return False
+        self._refund_sent(order, pending["outpoints"], txid, pending["amount_sat"])
+        return True
+
+    def _refund_sent(self, order: dict, outpoints: List[str], txid: str, amount: int) -> None:
+        self.log(f"lsps1: refunded {amount} sat of order {order['order_id']} in {txid}", "info")
+        with self.lock:
+            P.on_refund_sent(order, outpoints, txid, now_ms())
+            order["onchain"]["refund_pending"] = None
+            self._persist(order)
+            self.schedule(self.prune_after_s + 0.05, self._prune)
+
+    def _start_open(self, order: dict) -> None:
+        """Caller holds the lock."""
+        if not P.may_open(order) or order.get("_opening"):
+            return
+        if order.get("kind") == "lsps7":
+            order["_opening"] = True
+            self.workers.submit(self._extend, order["order_id"])
+            return
+        if not self.is_connected(order["client_id"]):
+            # bLIP-51: wait for the peer; the connect notification resumes.
+            order["_waiting_peer"] = True
+            self.log(f"lsps1: order {order['order_id']} paid, waiting for "
+                     f"{order['client_id']} to connect", "info")
+            return
+        order["_opening"] = True
+        self.workers.submit(self._open, order["order_id"])
+
+    def claims(self, channel_id: str) -> bool:
+        """Is this channel an order's (sold, or adopted after a restart)?"""
+        with self.lock:
+            return any(o["channel_id"] == channel_id for o in self.orders.values())
+
+    def _adopt(self, order: dict) -> Optional[dict]:
+        """A channel an interrupted open of this order already made: opened by us
+        after the open was marked, of the order's size, and nobody else's (not
+        another order's, not a JIT channel, not one the operator opened by hand
+        to a different size)."""
+        pre = set(order.get("pre_channels") or [])
+        r = order["request"]
+        size = r["lsp_balance_sat"] + r["client_balance_sat"]
+        for c in self.node.channels(order["client_id"]):
+            if c["channel_id"] in pre or c["opener"] != "local" or not c["funding_outpoint"] \
+                    or c["capacity_sat"] != size:
+                continue
+            if self.claims(c["channel_id"]) or self.claimed_elsewhere(c["channel_id"]):
+                continue
+            self.log(f"lsps1: order {order['order_id']} adopts channel {c['channel_id']}", "info")
+            return {"channel_id": c["channel_id"], "funding_outpoint": c["funding_outpoint"]}
+        return None
+
+    def _arm(self, order: dict) -> None:
+        if order["order_state"] != P.CREATED:
+            return
+        if order["parts"] and order["bolt11"]["state"] == P.EXPECT_PAYMENT:
+            at = order["first_part_ms"] + P.HOLD_COLLECTION_MS
+        elif order["bolt11"]["state"] == P.EXPECT_PAYMENT:
+            at = order["expires_ms"]
+        else:
+            return
+        order_id = order["order_id"]
+        arm_deadline(self.schedule, order, at, now_ms(), lambda: self._tick(order_id))
+
+    def _tick(self, order_id: str) -> None:
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None:
+                return
+            order.pop("_armed_at", None)
+            self._apply(order, P.on_tick(order, self.height, now_ms()))
+            if order["order_state"] == P.FAILED:
+                self.schedule(self.prune_after_s + 0.05, self._prune)
+
+    def _prune(self) -> None:
+        """Forget failed orders with nothing left to refund, long after expiry:
+        lsps1.get_order then answers 101."""
+        cutoff = now_ms() - self.prune_after_s * 1000
+        with self.lock:
+            for order_id, order in list(self.orders.items()):
+                onchain = order.get("onchain")
+                owed = onchain and any(o["outpoint"] not in onchain["refunding"]
+                                       for o in onchain["outputs"])
+                if order["order_state"] == P.FAILED and not owed and \
+                        order["expires_ms"] <= cutoff and order["updated_ms"] <= cutoff:
+                    del self.orders[order_id]
+                    self.by_hash.pop(order["bolt11"]["payment_hash"], None)
+                    self.store.delete(ORDERS, order_id)
+
+    def _persist(self, order: dict) -> None:
+        self.store.put(ORDERS, order["order_id"],
+                       {k: v for k, v in order.items() if not k.startswith("_")})
