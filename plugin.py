@@ -26,10 +26,12 @@ from bolt12ext import messages as bolt12_messages  # noqa: E402
 from bolt12ext import server as asyncpay_server  # noqa: E402
 from bolt12ext.tlv import DecodeError  # noqa: E402
 from lsps.app import OrderService  # noqa: E402
-from lsps.asynchold import HtlcHolder  # noqa: E402
-from lsps.asyncpay import OnionMessenger, PeerMailbox, StaticInvoiceServer  # noqa: E402
-from lsps.asyncpayer import AsyncPayer, PayError  # noqa: E402
-from lsps.asyncrecipient import AsyncRecipient, RecipientError  # noqa: E402
+from lsps.asyncpay.holder import HtlcHolder  # noqa: E402
+from lsps.asyncpay.mailbox import PeerMailbox  # noqa: E402
+from lsps.asyncpay.messenger import OnionMessenger  # noqa: E402
+from lsps.asyncpay.payer import AsyncPayer, PayError  # noqa: E402
+from lsps.asyncpay.recipient import AsyncRecipient, RecipientError  # noqa: E402
+from lsps.asyncpay.server import StaticInvoiceServer  # noqa: E402
 from lsps.lsps0.client import ClientError, blocking_call  # noqa: E402
 from lsps.lsps0.link import Lsps0  # noqa: E402
 from lsps.lsps0.service import Limits  # noqa: E402

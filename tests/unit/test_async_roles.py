@@ -1,5 +1,5 @@
 """Pure parts of the async roles: recipient checks (bolt12ext.recipient), HTLC holding
-(bolt12ext.hold) and what the payer accepts (lsps.asyncpayer)."""
+(bolt12ext.hold) and what the payer accepts (lsps.asyncpay.payer)."""
 import hashlib
 import os
 import threading
@@ -12,7 +12,7 @@ from bolt12ext.blinding import PaymentHop, PaymentRelay, payment_path
 from bolt12ext.contexts import PathBook
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, record, records
-from lsps.asynchold import forward_released
+from lsps.asyncpay.holder import forward_released
 
 ISSUER = bytes(range(1, 33))
 LSP = pubkey(bytes([7] * 32))
@@ -227,7 +227,7 @@ class _Store:
 
 def test_known_type_message_on_our_path_reaches_its_waiter():
     from bolt12ext.offer import path_dict
-    from lsps.asyncpay import OnionMessenger
+    from lsps.asyncpay.messenger import OnionMessenger
     messenger = OnionMessenger(_Node(), _Store(), lambda msg, level: None)
     _, path_id, waiting = messenger.reply_path(60)
     reply = PathBook(LSP, bytes([5] * 32)).make("x", 0, 60)[0]
@@ -251,14 +251,14 @@ LIMITS = None  # set below, once bolt12ext.payer is imported
 
 
 def _payer():
-    from lsps.asyncpay import OnionMessenger
-    from lsps.asyncpayer import AsyncPayer
+    from lsps.asyncpay.messenger import OnionMessenger
+    from lsps.asyncpay.payer import AsyncPayer
     messenger = OnionMessenger(_Node(), _Store(), lambda msg, level: None)
     return AsyncPayer(_Node(), _Store(), messenger, ask=None, log=lambda msg, level: None)
 
 
 def test_payer_refuses_expired_offers_and_bad_amounts():
-    from lsps.asyncpayer import PayError
+    from lsps.asyncpay.payer import PayError
     path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
     expired = build.offer_string(recipient.make_offer(pubkey(ISSUER), [path], "old", 5000,
                                                       absolute_expiry=1000))
@@ -274,7 +274,7 @@ def test_payer_refuses_expired_offers_and_bad_amounts():
 
 
 def test_payer_refuses_tampered_expired_or_foreign_static_invoices():
-    from lsps.asyncpayer import PayError
+    from lsps.asyncpay.payer import PayError
     data = offer(5000)
     text = build.offer_string(data)
     req = invreq_for(data)
@@ -293,7 +293,7 @@ def test_payer_refuses_tampered_expired_or_foreign_static_invoices():
 
 
 def test_payer_refuses_invoices_that_do_not_answer_its_request():
-    from lsps.asyncpayer import PayError
+    from lsps.asyncpay.payer import PayError
     data = offer(5000)
     text = build.offer_string(data)
     mine, theirs = invreq_for(data), invreq_for(data)
@@ -309,7 +309,7 @@ def test_payer_refuses_invoices_that_do_not_answer_its_request():
 def test_payer_refuses_answers_not_signed_by_the_issuer():
     """Issue 11 item 13: a server or relay answering with its own invoice (signed
     by itself, valid signature) is refused."""
-    from lsps.asyncpayer import PayError
+    from lsps.asyncpay.payer import PayError
     impostor = bytes([9] * 32)
     data = offer(5000)
     text = build.offer_string(data)
@@ -328,7 +328,7 @@ def test_payer_refuses_answers_not_signed_by_the_issuer():
 
 def test_payer_caps_fees_and_cltv_like_xpay():
     from bolt12ext import payer
-    from lsps.asyncpayer import MAX_CLTV, default_maxfee
+    from lsps.asyncpay.payer import MAX_CLTV, default_maxfee
     assert default_maxfee(100_000) == 5000 and default_maxfee(10**9) == 10**7
     limits = payer.Limits(maxfee_msat=5000, max_cltv=MAX_CLTV)
     assert payer.over_limits(limits, 100_000, 105_000, 200) is None
@@ -375,7 +375,7 @@ def test_recipient_accepts_the_right_quantity():
 
 
 def test_recipient_claims_only_htlcs_that_came_through_its_path():
-    from lsps.asyncrecipient import AsyncRecipient, _came_blinded
+    from lsps.asyncpay.recipient import AsyncRecipient, _came_blinded
     path_key = "02" + "ee" * 32
     assert _came_blinded({}, {"extra_tlvs": "0021" + path_key})
     assert _came_blinded({"current_path_key": bytes(33)}, {})
@@ -399,7 +399,7 @@ def test_flagged_htlc_beyond_the_limits_is_failed_not_forwarded():
     book.register("a", "01" * 32, 0)
     assert book.on_htlc("a", "02" * 32, "k", 1, 500, True, 1, 100) == ("fail", None)
     # through the runtime holder: answered with a failure
-    from lsps.asynchold import HtlcHolder
+    from lsps.asyncpay.holder import HtlcHolder
     holder = HtlcHolder.__new__(HtlcHolder)
     holder.book, holder._lock, holder._waiting = book, threading.Lock(), {}
     holder.store, holder.log = None, lambda msg, level: None
@@ -474,7 +474,7 @@ def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
     """Issue 11 item 16: invoice_requests from anyone cannot grow our store."""
     from fakes import MemoryRpc
 
-    import lsps.asyncrecipient as R
+    import lsps.asyncpay.recipient as R
     from lsps.node.store import Store
     rpc = MemoryRpc()
     ours = R.AsyncRecipient.__new__(R.AsyncRecipient)
@@ -491,7 +491,7 @@ def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
 
 
 def test_invoice_requests_beyond_the_bound_are_dropped(monkeypatch):
-    import lsps.asyncrecipient as R
+    import lsps.asyncpay.recipient as R
     from bolt12ext import onionmsg
     monkeypatch.setattr(R, "MAX_OPEN_INVOICES_PER_OFFER", 3)
     dropped = []
@@ -529,7 +529,7 @@ def test_a_holder_error_on_a_flagged_htlc_fails_it(monkeypatch):
     import sys
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     module = importlib.import_module("plugin")
-    from lsps.asynchold import HtlcHolder
+    from lsps.asyncpay.holder import HtlcHolder
 
     class Broken(HtlcHolder):
         def __init__(self):

@@ -172,7 +172,7 @@ def test_server_paths_a_peer_asks_for_are_bounded_and_expired_ones_pruned():
     """Issue 11 item 16: clnlsp.asyncpay.get_server_paths cannot grow our store."""
     from fakes import MemoryRpc
 
-    import lsps.asyncpay as asyncpay
+    import lsps.asyncpay.messenger as asyncpay
     from bolt12ext.contexts import PathContext
     from lsps.node.store import Store
     rpc = MemoryRpc()
@@ -201,7 +201,7 @@ def _bare_messenger():
     import threading
     from collections import Counter
 
-    import lsps.asyncpay as asyncpay
+    import lsps.asyncpay.messenger as asyncpay
     m = asyncpay.OnionMessenger.__new__(asyncpay.OnionMessenger)
     m._lock = threading.Lock()
     m._local = threading.local()
@@ -214,7 +214,7 @@ def _bare_messenger():
 def test_the_worker_queue_is_bounded():
     from fakes import Workers
 
-    import lsps.asyncpay as asyncpay
+    import lsps.asyncpay.messenger as asyncpay
     m = _bare_messenger()
     m._worker = Workers()
     for _ in range(asyncpay.MAX_QUEUED + 5):
@@ -232,7 +232,7 @@ def test_a_reply_to_an_unreachable_node_never_blocks_the_worker():
 
     from fakes import Workers
 
-    import lsps.asyncpay as asyncpay
+    import lsps.asyncpay.messenger as asyncpay
     from bolt12ext import blinding
     from bolt12ext.sphinx import pubkey
 

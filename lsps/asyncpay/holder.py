@@ -17,7 +17,7 @@ import lsps.lsps0.msgs as jsonrpc
 from bolt12ext import asyncmsg, onionmsg
 from bolt12ext.hold import Hold, HoldBook, HoldError, Limits
 from bolt12ext.tlv import DecodeError
-from lsps.asyncpay import OnionMessenger, now_s
+from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.htlc import TEMPORARY_NODE_FAILURE
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Call, MethodSpec

@@ -1,10 +1,10 @@
-"""Async payments at run time: the onion-message layer and the static invoice server.
+"""Onion messages at run time, for every async-payment role.
 
 OnionMessenger receives at the virtual node (through lightningd's
 `onionmessage_forward_fail` notification), checks the path context and hands the
 message to whoever registered that purpose; it sends along blinded paths with
-`injectonionmessage`, prepending this node. Contexts and stored invoices live in
-the datastore (areas "ompath" and "asyncinv"), written before anything is sent.
+`injectonionmessage`, prepending this node. Path contexts live in the datastore
+(area "ompath"), written before anything is sent.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from typing import Callable, Dict, List, Optional
 
 from pyln.client import RpcError
 
-from bolt12ext import encoding, onionmsg, server
+from bolt12ext import onionmsg
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook, PathContext
-from bolt12ext.mailbox import Mailbox
-from bolt12ext.offer import dict_path, offer_part
-from bolt12ext.server import ServerCore
+from bolt12ext.offer import dict_path
 from bolt12ext.tlv import DecodeError
-from lsps.lsps0.service import MethodSpec
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Store
 
@@ -60,7 +57,7 @@ class OnionMessenger:
         self._remembered = 0
         self._waiting: Dict[str, queue.Queue] = {}
         self._handlers[REPLY] = self._on_reply
-        self.mailbox: Optional["PeerMailbox"] = None
+        self.mailbox = None  # the PeerMailbox, when this node keeps messages for peers
         # One worker keeps messages in arrival order and lightningd's notifications flowing;
         # its queue is bounded. Sends that need a new connection (to an introduction node
         # a peer chose) go to their own small pool, so they never stall that worker.
@@ -299,134 +296,3 @@ class OnionMessenger:
         except RpcError as e:
             self.log(f"cannot reach introduction node {intro}: {e}", "info")
             return None
-
-
-class PeerMailbox:
-    """Keeps onion messages for our channel peers while they are offline (area "mailbox")."""
-
-    def __init__(self, node: ClnNode, store: Store, box: Mailbox,
-                 log: Callable[[str, str], None]):
-        self.node = node
-        self.store = store
-        self.box = box
-        self.log = log
-        self.kept: Counter = Counter()
-
-    def start(self) -> None:
-        for key, record in self.store.list(MAILBOX).items():
-            if {"peer", "path_key", "packet", "stored_at"} <= set(record):
-                self.box.items[key] = record
-
-    def _next_peer(self, event: dict) -> Optional[str]:
-        """The channel peer the message was for, if it is one of ours and offline."""
-        nxt = event.get("next_node_id")
-        scidd = event.get("next_short_channel_id_dir")
-        for channel in self.node.channels():
-            if channel["peer_connected"]:
-                continue
-            if nxt == channel["peer_id"] or (
-                    scidd and scidd.split("/")[0] in channel["scids"]):
-                return channel["peer_id"]
-        return None
-
-    def keep(self, event: dict) -> None:
-        peer = self._next_peer(event)
-        if peer is None:
-            return
-        now = now_s()
-        expired, refused = self.box.admit(peer, now)
-        for key in expired:
-            self.store.delete(MAILBOX, key)
-        if refused:
-            self.kept["refused: " + refused] += 1
-            return
-        key = os.urandom(16).hex()
-        record = self.box.add(key, peer, event["path_key"], event["incoming"], now)
-        self.store.put(MAILBOX, key, record)
-        self.kept["stored"] += 1
-
-    def deliver(self, peer_id: str) -> None:
-        deliver, expired = self.box.take(peer_id, now_s())
-        for key in expired:
-            self.store.delete(MAILBOX, key)
-        for key, record in deliver:
-            try:
-                self.node.inject_onion_message(bytes.fromhex(record["path_key"]),
-                                               bytes.fromhex(record["packet"]))
-                self.kept["delivered"] += 1
-            except RpcError as e:
-                self.log(f"mailbox message for {peer_id} not delivered: {e}", "info")
-            self.store.delete(MAILBOX, key)  # delivered at most once more
-
-    def stats(self) -> dict:
-        return {"waiting": self.box.count(), **dict(self.kept)}
-
-
-class StaticInvoiceServer:
-    """LSP role: keeps recipients' static invoices and answers invoice_requests for them."""
-
-    def __init__(self, messenger: OnionMessenger, store: Store, core: ServerCore,
-                 log: Callable[[str, str], None]):
-        self.messenger = messenger
-        self.store = store
-        self.core = core
-        self.log = log
-        self._lock = threading.Lock()
-        self._invoices: Dict[str, dict] = {}
-
-    def start(self) -> None:
-        self._invoices = self.store.list(INVOICES)
-        self.messenger.register(server.PURPOSES, self.on_message)
-
-    def on_message(self, ctx: PathContext, got: onionmsg.Received) -> None:
-        with self._lock:
-            out = self.core.handle(ctx, got, now_s(), dict(self._invoices))
-            if out.drop:
-                self.messenger.drop(out.drop)
-                return
-            for path_id, new_ctx in out.new_paths.items():
-                self.messenger.remember(path_id, new_ctx)
-            if out.invoice is not None:
-                key, record = out.invoice
-                self.store.put(INVOICES, key, record)
-                self._invoices[key] = record
-        for send in out.sends:
-            self.messenger.send(send.path, send.contents, send.reply_path)
-
-    def serve_lsps0(self, dispatcher) -> None:
-        """Our recipients fetch their server paths with `clnlsp.asyncpay.get_server_paths`
-        (an LSPS0 extension: no protocol number, so not in list_protocols)."""
-        dispatcher.register(MethodSpec(
-            "clnlsp.asyncpay.get_server_paths", 0,
-            lambda call: self.server_paths(call.peer_id)))
-
-    # --- operator commands -------------------------------------------------------------------
-    def server_paths(self, recipient_id: Optional[str]) -> dict:
-        recipient = recipient_id or os.urandom(16).hex()
-        path, path_id, ctx = self.core.recipient_paths(recipient, now_s())
-        self.messenger.remember(path_id, ctx, keep_per_peer=SERVER_PATHS_PER_RECIPIENT)
-        return {"recipient_id": recipient, "paths": [path.serialize().hex()],
-                "expires_at": ctx.expires_at}
-
-    def invoices(self, recipient_id: Optional[str] = None) -> dict:
-        with self._lock:
-            found = [r for r in self._invoices.values()
-                     if recipient_id is None or r["recipient"] == recipient_id]
-        out = []
-        for r in sorted(found, key=lambda r: (r["recipient"], r["slot"])):
-            raw = bytes.fromhex(r["invoice"])
-            out.append({"recipient_id": r["recipient"], "slot": r["slot"],
-                        "offer": encoding.encode("lno", offer_part(raw)),
-                        "invoice": r["invoice"],
-                        "invoice_bytes": len(raw), "stored_at": r["stored_at"],
-                        "expires_at": r["expires_at"]})
-        return {"invoices": out}
-
-    def forget(self, recipient_id: str, slot: Optional[int] = None) -> dict:
-        with self._lock:
-            keys = [k for k, r in self._invoices.items() if r["recipient"] == recipient_id
-                    and (slot is None or r["slot"] == slot)]
-            for key in keys:
-                self.store.delete(INVOICES, key)
-                del self._invoices[key]
-        return {"forgotten": len(keys)}

@@ -27,7 +27,7 @@ from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError, read_bigsize
 from bolt12ext.tlv import records as tlv_records
-from lsps.asyncpay import OnionMessenger, now_s
+from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.htlc import incorrect_or_unknown
 from lsps.node.events import htlc_height, msat
 from lsps.node.replies import htlc_fail

@@ -28,7 +28,7 @@ from bolt12ext import asyncmsg, build, encoding, messages, onionmsg, payer
 from bolt12ext.blinding import BlindedPath, PayInfo
 from bolt12ext.offer import decode_offer, dict_path, offer_part
 from bolt12ext.tlv import DecodeError
-from lsps.asyncpay import OnionMessenger, now_s
+from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.lsps0.client import ClientError
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Store
