@@ -233,7 +233,7 @@ def init(options, configuration, plugin, **kwargs):
 
     node = ClnNode(os.path.join(configuration["lightning-dir"], configuration["rpc-file"]),
                    log=plugin.log)
-    store = Store(node.rpc)
+    store = Store(node.rpc, plugin.log)
     lsp = Lsps0(node, service=service, timeout=float(timeout),
                 limits=Limits(per_peer=per_peer, total=total))
     if lsp.dispatcher is not None:

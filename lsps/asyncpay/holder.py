@@ -23,8 +23,9 @@ from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Call, MethodSpec
 from lsps.node.events import htlc_height, msat
 from lsps.node.replies import htlc_continue, htlc_fail
+from lsps.node.store import Area
 
-HOLDS = "asynchold"
+HOLDS = Area("asynchold")
 HOLD_METHOD = "clnlsp.asyncpay.hold"
 RELEASE = "hold_release"
 HOLD_REFUSED = 1700   # LSPS0 error of the hold extension: limits reached

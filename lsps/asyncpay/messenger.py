@@ -25,7 +25,7 @@ from bolt12ext.contexts import PathBook, PathContext
 from bolt12ext.offer import dict_path
 from bolt12ext.tlv import DecodeError
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"
 REPLY = "reply"   # short-lived paths someone waits on; kept in memory only
@@ -35,7 +35,7 @@ MAX_CONNECTING = 50
 # Server paths one recipient may hold (it asks for them at will over LSPS0).
 SERVER_PATHS_PER_RECIPIENT = 4
 PRUNE_EVERY = 64   # new paths between two sweeps of expired ones
-PATHS, INVOICES, MAILBOX = "ompath", "asyncinv", "mailbox"
+PATHS, INVOICES, MAILBOX = Area("ompath"), Area("asyncinv"), Area("mailbox")
 
 
 def now_s() -> int:

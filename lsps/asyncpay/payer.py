@@ -31,9 +31,9 @@ from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.lsps0.client import ClientError
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 
-PAYMENTS = "asyncpayment"
+PAYMENTS = Area("asyncpayment")
 HOLD = "clnlsp.asyncpay.hold"
 NORMAL_FINAL_CLTV = 6          # blocks past the recipient's own minimum
 HELD_FINAL_CLTV = 144          # a held payment may wait about a day for its recipient

@@ -32,11 +32,12 @@ from lsps.htlc import incorrect_or_unknown
 from lsps.node.events import htlc_height, msat
 from lsps.node.replies import htlc_fail
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
 GET_SERVER_PATHS = "clnlsp.asyncpay.get_server_paths"
-OFFERS, PAYPATHS, ISSUED, RECEIVED = "asyncoffer", "asyncpaypath", "asyncissued", "asyncrecv"
+OFFERS, PAYPATHS = Area("asyncoffer"), Area("asyncpaypath")
+ISSUED, RECEIVED = Area("asyncissued"), Area("asyncrecv")
 HELD, INVREQ = "recipient_held", "recipient_invreq"
 MAX_SLOTS = 10
 MAX_PAYMENT_PATHS = 3

@@ -16,9 +16,9 @@ from lsps.lsps1.client import (
     parse_info,
 )
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 
-BOUGHT = "lsps1-bought"
+BOUGHT = Area("lsps1-bought")    # {lsp_id, order, updated_at}
 
 
 class Lsps1Client:

@@ -20,10 +20,10 @@ from lsps.lsps2.msgs import (
 from lsps.node.events import msat
 from lsps.node.replies import htlc_continue
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 from lsps.runtime.threads import now_ms
 
-PURCHASES = "lsps2-purchases"
+PURCHASES = Area("lsps2-purchases")    # JIT channels we bought
 
 
 class Lsps2Client:

@@ -28,10 +28,10 @@ from lsps.lsps2.msgs import (
 from lsps.node.events import htlc_height, htlc_onion_fields, msat, payload_is_blinded
 from lsps.node.replies import htlc_continue, htlc_fail
 from lsps.node.rpc import ClnNode, FundingError
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 from lsps.runtime.threads import arm_deadline, now_ms
 
-SESSIONS = "lsps2-sessions"
+SESSIONS = Area("lsps2-sessions")    # JIT sessions (lsps/lsps2/service.py)
 # Channel opens in flight at once (one per peer); apart from request handling so
 # stalled peers never hold up lsps2.buy.
 MAX_OPENS = 16

@@ -1,58 +1,100 @@
 """Versioned JSON records in CLN's datastore under ["clnlsp", area, id].
 
 Written before the action they protect (write-ahead): a restart at any
-point finds what was about to happen and neither loses nor repeats it."""
+point finds what was about to happen and neither loses nor repeats it.
+
+Each area declares its record version and how older records are brought up to
+it (`Area.migrate`). A record that cannot be read (not JSON, no version, a
+version from a newer plugin, a failed migration) is logged loudly, listed in
+`Store.unreadable` and left in the datastore untouched: never dropped, never
+overwritten, so a downgrade or a bug costs no order and no held HTLC."""
 
 from __future__ import annotations
 
 import json
 import threading
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Tuple
 
 PREFIX = "clnlsp"
-VERSION = 1
+
+
+def _same_version(version: int, record: dict) -> dict:
+    return record
+
+
+@dataclass(frozen=True)
+class Area:
+    """One datastore area: its name, the version written now, and `migrate(v, record)`
+    that turns a record of an older version v into one of `version` (raises if it
+    cannot)."""
+    name: str
+    version: int = 1
+    migrate: Callable[[int, dict], dict] = _same_version
+
+    def read(self, record: dict) -> dict:
+        version = record.pop("v", None)
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ValueError(f"no record version ({version!r})")
+        if version > self.version:
+            raise ValueError(f"version {version} is newer than this plugin's {self.version}")
+        return record if version == self.version else self.migrate(version, record)
 
 
 class Store:
     """`rpc()` returns a LightningRpc usable on the calling thread."""
 
-    def __init__(self, rpc: Callable[[], object]):
+    def __init__(self, rpc: Callable[[], object], log: Optional[Callable[[str, str], None]] = None):
         self._rpc = rpc
+        self._log = log or (lambda message, level: None)
         self._lock = threading.Lock()
+        self.unreadable: Dict[Tuple[str, str], str] = {}  # (area, key) -> why
 
-    def put(self, area: str, key: str, record: dict) -> None:
-        value = json.dumps({"v": VERSION, **record}, separators=(",", ":"), sort_keys=True)
+    def put(self, area: Area, key: str, record: dict) -> None:
+        if (area.name, key) in self.unreadable:
+            raise ValueError(f"record {area.name}/{key} is unreadable: not overwritten")
+        value = json.dumps({"v": area.version, **record}, separators=(",", ":"), sort_keys=True)
         with self._lock:
-            self._rpc().call("datastore", {"key": [PREFIX, area, key], "string": value,
+            self._rpc().call("datastore", {"key": [PREFIX, area.name, key], "string": value,
                                            "mode": "create-or-replace"})
 
-    def get(self, area: str, key: str) -> Optional[dict]:
-        found = self._rpc().call("listdatastore", {"key": [PREFIX, area, key]})["datastore"]
-        return _load(found[0]) if found else None
+    def get(self, area: Area, key: str) -> Optional[dict]:
+        found = self._rpc().call("listdatastore", {"key": [PREFIX, area.name, key]})["datastore"]
+        return self._load(area, found[0]) if found else None
 
-    def list(self, area: str) -> Dict[str, dict]:
-        found = self._rpc().call("listdatastore", {"key": [PREFIX, area]})["datastore"]
+    def list(self, area: Area) -> Dict[str, dict]:
+        found = self._rpc().call("listdatastore", {"key": [PREFIX, area.name]})["datastore"]
         out = {}
         for entry in found:
-            record = _load(entry)
-            if record is not None and len(entry["key"]) == 3:
+            if len(entry["key"]) != 3:
+                continue
+            record = self._load(area, entry)
+            if record is not None:
                 out[entry["key"][2]] = record
         return out
 
-    def delete(self, area: str, key: str) -> None:
+    def delete(self, area: Area, key: str) -> None:
         with self._lock:
             try:
-                self._rpc().call("deldatastore", {"key": [PREFIX, area, key]})
+                self._rpc().call("deldatastore", {"key": [PREFIX, area.name, key]})
             except Exception:  # already gone: deleting is idempotent
                 pass
 
+    def unreadable_records(self) -> List[dict]:
+        return [{"area": area, "key": key, "why": why}
+                for (area, key), why in sorted(self.unreadable.items())]
 
-def _load(entry: dict) -> Optional[dict]:
-    try:
-        record = json.loads(entry.get("string", ""))
-    except ValueError:
-        return None
-    if not isinstance(record, dict) or record.get("v") != VERSION:
-        return None
-    record.pop("v")
-    return record
+    def _load(self, area: Area, entry: dict) -> Optional[dict]:
+        key = entry["key"][-1]
+        try:
+            record = json.loads(entry.get("string", ""))
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            return area.read(record)
+        except Exception as e:  # ValueError, or a migration that failed
+            why = str(e) or type(e).__name__
+            if (area.name, key) not in self.unreadable:
+                self._log(f"datastore record {PREFIX}/{area.name}/{key} cannot be read "
+                          f"({why}): kept untouched and ignored", "broken")
+            self.unreadable[(area.name, key)] = why
+            return None

@@ -24,11 +24,11 @@ from lsps.lsps0.service import DEFERRED
 from lsps.node.events import htlc_height, htlc_onion_fields, msat
 from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Store
+from lsps.node.store import Area, Store
 from lsps.runtime.threads import arm_deadline, now_ms
 
-ORDERS = "lsps1-orders"
-LEASES = "leases"
+ORDERS = Area("lsps1-orders")    # order dicts (lsps/orders/payment.py)
+LEASES = Area("leases")          # channel_id -> lease after an LSPS7 extension
 MAX_UNPAID_ORDERS_PER_PEER = 10
 MAX_UNPAID_ORDERS_TOTAL = 10_000
 REPLAY_GRACE_S = 15

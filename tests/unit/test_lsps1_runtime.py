@@ -180,7 +180,7 @@ def test_crash_before_broadcast_releases_and_sends_once():
     node.send_fails = False
     restarted._send_refund(order["order_id"], ["t:0"])
     assert len(node.sent) == 1
-    stored = rpc.call("listdatastore", {"key": ["clnlsp", ORDERS, order["order_id"]]})
+    stored = rpc.call("listdatastore", {"key": ["clnlsp", ORDERS.name, order["order_id"]]})
     assert node.sent[0] in stored["datastore"][0]["string"]
 
 
