@@ -21,7 +21,7 @@ from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.htlc import TEMPORARY_NODE_FAILURE
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Call, MethodSpec
-from lsps.node.events import htlc_height, msat
+from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail
 from lsps.node.store import Area
 
@@ -88,24 +88,21 @@ class HtlcHolder:
 
     # --- HTLCs -------------------------------------------------------------------------------
     @staticmethod
-    def flagged(htlc: dict) -> bool:
+    def flagged(htlc: Htlc) -> bool:
         """Does the HTLC carry hold_htlc (75537)?"""
-        extra = htlc.get("extra_tlvs") or ""
+        extra = htlc.extra_tlvs
         try:
             return bool(extra) and asyncmsg.has_hold_htlc(bytes.fromhex(extra))
         except (DecodeError, ValueError):
             return False
 
-    def on_htlc(self, peer_id, htlc: dict, respond) -> bool:
+    def on_htlc(self, htlc: Htlc, respond) -> bool:
         """True when the HTLC is ours to hold (it is then answered now or later)."""
-        extra = htlc.get("extra_tlvs") or ""
-        flagged = self.flagged(htlc)
-        key = f"{htlc['short_channel_id']}/{htlc['id']}"
+        extra, key = htlc.extra_tlvs, htlc.key
         with self._lock:
             action, hold = self.book.on_htlc(
-                peer_id, htlc["payment_hash"], key,
-                msat(htlc["amount_msat"]), htlc["cltv_expiry"], flagged, now_s(),
-                htlc_height(htlc))
+                htlc.peer_id, htlc.payment_hash, key, htlc.amount_msat, htlc.cltv_expiry,
+                self.flagged(htlc), now_s(), htlc.height)
             if action is None:
                 return False
             if hold is not None:
@@ -117,7 +114,7 @@ class HtlcHolder:
         elif action == "fail":
             respond(htlc_fail(TEMPORARY_NODE_FAILURE))
         else:
-            self.log(f"holding HTLC {key} ({htlc['payment_hash']}) until released", "info")
+            self.log(f"holding HTLC {key} ({htlc.payment_hash}) until released", "info")
         return True
 
     def on_release(self, ctx, got: onionmsg.Received) -> None:

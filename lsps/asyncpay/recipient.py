@@ -29,8 +29,8 @@ from bolt12ext.tlv import DecodeError, read_bigsize
 from bolt12ext.tlv import records as tlv_records
 from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.htlc import incorrect_or_unknown
-from lsps.node.events import htlc_height, msat
-from lsps.node.replies import htlc_fail
+from lsps.node.events import Htlc
+from lsps.node.replies import htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
 
@@ -320,16 +320,15 @@ class AsyncRecipient:
                 self._save(record)
 
     # --- payments ----------------------------------------------------------------------------
-    def context_of(self, onion: dict, htlc: Optional[dict] = None,
-                   peer_id: Optional[str] = None) -> Optional[tuple]:
+    def context_of(self, htlc: Htlc) -> Optional[tuple]:
         """(decoded payload, path context) when the HTLC came through one of our paths:
         its final payload carries our encrypted data, a path key came with it, and it
         arrived from the path's hop before us. Copying our (public) encrypted data
         into a plain onion is not enough."""
-        if "short_channel_id" in onion or "next_node_id" in onion:
+        if not htlc.final:
             return None
         try:
-            framed = bytes.fromhex(onion.get("payload", ""))
+            framed = bytes.fromhex(htlc.payload)
             length, start = read_bigsize(framed, 0)   # lightningd gives it length-prefixed
             if start + length != len(framed):
                 return None
@@ -341,23 +340,21 @@ class AsyncRecipient:
             return None
         with self._lock:
             ctx = self.paypaths.get(hashlib.sha256(data).hexdigest())
-        if ctx is None or not _came_blinded(payload, htlc or {}):
+        if ctx is None or not _came_blinded(payload, htlc.extra_tlvs):
             return None
-        if ctx.get("via") is not None and peer_id != ctx["via"]:
+        if ctx.get("via") is not None and htlc.peer_id != ctx["via"]:
             return None  # (paths made before "via" was recorded: any peer)
         return payload, ctx
 
-    def on_htlc(self, payload: dict, ctx: dict, htlc: dict) -> dict:
+    def on_htlc(self, payload: dict, ctx: dict, htlc: Htlc) -> dict:
         """The hook's answer for an HTLC on one of our payment paths."""
-        payment_hash = htlc["payment_hash"]
-        amount = msat(htlc["amount_msat"])
-        height = htlc_height(htlc)
+        payment_hash, amount, height = htlc.payment_hash, htlc.amount_msat, htlc.height
         with self._lock:
             record = self.offers.get(ctx["offer_id"])
             issued = self.issued.get(payment_hash) if ctx["kind"] == "invoice" else None
             done = self.received.get(payment_hash)
         if done is not None and done["state"] == "claimed":   # a replay after restart
-            return {"result": "resolve", "payment_key": done["preimage"]}
+            return htlc_resolve(done["preimage"])
         if record is None:
             claim = recipient.Claim(None, "offer forgotten")
         elif ctx["expires_at"] <= now_s():
@@ -367,7 +364,7 @@ class AsyncRecipient:
             claim = recipient.Claim(None, "no invoice of ours with this payment hash")
         else:
             claim = recipient.check_payment(
-                payload, bytes.fromhex(payment_hash), amount, htlc["cltv_expiry"], height,
+                payload, bytes.fromhex(payment_hash), amount, htlc.cltv_expiry, height,
                 bytes.fromhex(record["offer"]),
                 bytes.fromhex(issued["preimage"]) if issued else None,
                 issued["amount_msat"] if issued else 0)
@@ -382,16 +379,16 @@ class AsyncRecipient:
         if claim.preimage is None:
             self.log(f"async payment {payment_hash} refused: {claim.why}", "info")
             return incorrect_details(amount, height)
-        return {"result": "resolve", "payment_key": claim.preimage.hex()}
+        return htlc_resolve(claim.preimage.hex())
 
 
-def _came_blinded(payload: dict, htlc: dict) -> bool:
+def _came_blinded(payload: dict, extra_tlvs: str) -> bool:
     """A path key came with the HTLC: in update_add_htlc (TLV 0, from the hop before
     us) or in the payload (current_path_key, when we are the introduction node)."""
     if payload.get("current_path_key") is not None:
         return True
     try:
-        extra = bytes.fromhex(htlc.get("extra_tlvs") or "")
+        extra = bytes.fromhex(extra_tlvs)
         return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
     except (DecodeError, ValueError):
         return False

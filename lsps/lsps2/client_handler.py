@@ -10,14 +10,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 import lsps.bolt11 as bolt11
 import lsps.lsps2.client as C
-import lsps.lsps2.service as S
 from lsps.lsps0.client import ClientError
 from lsps.lsps2.msgs import (
     OpeningFeeParams,
     ProtocolError,
     parse_scid,
 )
-from lsps.node.events import msat
+from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
@@ -117,25 +116,24 @@ class Lsps2Client:
             return any(p["lsp_id"] == peer_id and p["state"] == C.WAITING
                        and p["valid_until"] > now for p in self.purchases.values())
 
-    def on_htlc(self, onion: dict, htlc: dict, peer_id: Optional[str] = None) -> Optional[dict]:
+    def on_htlc(self, htlc: Htlc) -> Optional[dict]:
         """A hook answer for an HTLC of one of our JIT invoices, else None (then
         lightningd's own checks apply: a short HTLC from anyone else fails)."""
         with self.lock:
-            purchase = self.purchases.get(htlc["payment_hash"])
-            if purchase is None or onion.get("short_channel_id"):
+            purchase = self.purchases.get(htlc.payment_hash)
+            if purchase is None or htlc.next_scid:
                 return None
-            if peer_id != purchase["lsp_id"]:
-                self.log(f"lsps2: HTLC for {htlc['payment_hash']} from {peer_id}, not from "
+            if htlc.peer_id != purchase["lsp_id"]:
+                self.log(f"lsps2: HTLC for {htlc.payment_hash} from {htlc.peer_id}, not from "
                          f"the LSP {purchase['lsp_id']}: not taken as a JIT part", "info")
                 return None
-            fees = self.seen_fees.setdefault(htlc["payment_hash"], {})
+            fees = self.seen_fees.setdefault(htlc.payment_hash, {})
             verdict = C.check_jit_htlc(
-                purchase, S.part_key(htlc["short_channel_id"], htlc["id"]),
-                msat(htlc["amount_msat"]), onion["payload"], htlc.get("extra_tlvs"),
+                purchase, htlc.key, htlc.amount_msat, htlc.payload, htlc.extra_tlvs or None,
                 fees, now_ms(),
-                over_jit_channel=lambda: self._jit_channel(purchase, htlc["short_channel_id"]))
+                over_jit_channel=lambda: self._jit_channel(purchase, htlc.incoming_scid))
         if not verdict.accept:
-            self.log(f"lsps2: HTLC for {htlc['payment_hash']} not taken as a JIT part: "
+            self.log(f"lsps2: HTLC for {htlc.payment_hash} not taken as a JIT part: "
                      f"{verdict.reason}", "info")
             return None
         return htlc_continue(payload=verdict.payload, invoice_msat=verdict.invoice_msat)

@@ -25,7 +25,7 @@ from lsps.lsps2.msgs import (
     strip_length_prefix,
     tu64,
 )
-from lsps.node.events import htlc_height, htlc_onion_fields, msat, payload_is_blinded
+from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail
 from lsps.node.rpc import ClnNode, FundingError
 from lsps.node.store import Area, Store
@@ -155,16 +155,13 @@ class Lsps2Service:
         with self.lock:
             return scid is not None and scid in self.sessions
 
-    def on_htlc(self, onion: dict, htlc: dict, respond: Responder) -> None:
+    def on_htlc(self, htlc: Htlc, respond: Responder) -> None:
         """An HTLC whose next hop is one of our jit scids."""
-        scid = onion["short_channel_id"]
-        key = S.part_key(htlc["short_channel_id"], htlc["id"])
-        fields = htlc_onion_fields(onion)
-        part = {"key": key, "payment_hash": htlc["payment_hash"],
-                "amount_msat": msat(htlc["amount_msat"]),
-                "forward_msat": fields["forward_msat"], "outgoing_cltv": fields["outgoing_cltv"],
-                "cltv_expiry": htlc["cltv_expiry"], "height": htlc_height(htlc),
-                "blinded": payload_is_blinded(onion["payload"]), "payload": onion["payload"]}
+        scid, key = htlc.next_scid, htlc.key
+        part = {"key": key, "payment_hash": htlc.payment_hash, "amount_msat": htlc.amount_msat,
+                "forward_msat": htlc.forward_msat, "outgoing_cltv": htlc.outgoing_cltv,
+                "cltv_expiry": htlc.cltv_expiry, "height": htlc.height,
+                "blinded": htlc.blinded, "payload": htlc.payload}
         policy = self.core.policy
         with self.lock:
             session = self.sessions[scid]

@@ -1,4 +1,5 @@
-"""Helpers for our RPC commands: operator input checks and error replies."""
+"""RPC command plumbing: operator input checks, error replies, answering from a
+worker thread. `CommandError(message, code)` is the RPC error a command raises."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from typing import Any, Optional
 
 from pyln.client import RpcException
+from pyln.client import RpcException as CommandError  # noqa: F401  (re-exported)
 from pyln.client.plugin import RequestState
 
 # JSON-RPC "invalid params", what lightningd itself uses for bad arguments.

@@ -21,7 +21,7 @@ import lsps.quota as quota
 from lsps.addresses import segwit_address_ok, segwit_script
 from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
 from lsps.lsps0.service import DEFERRED
-from lsps.node.events import htlc_height, htlc_onion_fields, msat
+from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
@@ -154,25 +154,22 @@ class OrderBook:
 
     # --- LSPS7 methods ---------------------------------------------------------------
     # --- node events --------------------------------------------------------------
-    def owns_payment(self, onion: dict, htlc: dict) -> bool:
-        if onion.get("short_channel_id"):
+    def owns_payment(self, htlc: Htlc) -> bool:
+        if htlc.next_scid:
             return False
         with self.lock:
-            return htlc["payment_hash"] in self.by_hash
+            return htlc.payment_hash in self.by_hash
 
-    def on_htlc(self, onion: dict, htlc: dict, respond: Responder) -> None:
-        fields = htlc_onion_fields(onion)
-        amount = msat(htlc["amount_msat"])
-        part = P.Part(key=f"{htlc['short_channel_id']}/{htlc['id']}", amount_msat=amount,
-                      cltv_expiry=htlc["cltv_expiry"],
-                      forward_msat=fields["forward_msat"] if fields["forward_msat"] is not None
-                      else amount,
-                      outgoing_cltv=fields["outgoing_cltv"] or 0,
-                      total_msat=fields["total_msat"], payment_secret=fields["payment_secret"])
+    def on_htlc(self, htlc: Htlc, respond: Responder) -> None:
+        part = P.Part(key=htlc.key, amount_msat=htlc.amount_msat, cltv_expiry=htlc.cltv_expiry,
+                      forward_msat=htlc.amount_msat if htlc.forward_msat is None
+                      else htlc.forward_msat,
+                      outgoing_cltv=htlc.outgoing_cltv or 0,
+                      total_msat=htlc.total_msat, payment_secret=htlc.payment_secret)
         with self.lock:
-            order = self.orders[self.by_hash[htlc["payment_hash"]]]
+            order = self.orders[self.by_hash[htlc.payment_hash]]
             self.waiting[part.key] = respond
-            d = P.on_htlc(order, part, htlc_height(htlc), now_ms(),
+            d = P.on_htlc(order, part, htlc.height, now_ms(),
                           self.cltv_final + self.margin)
             if d.why:
                 self.log(f"lsps1: HTLC {part.key} for order {order['order_id']} refused: "

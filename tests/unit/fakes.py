@@ -62,3 +62,11 @@ class Dispatcher:
 
     def register(self, spec):
         self.methods[spec.name] = spec
+
+
+def htlc_event(onion=None, peer_id=None, **htlc):
+    """An htlc_accepted request as the services get it (lsps/node/events.py Htlc)."""
+    from lsps.node.events import Htlc
+    base = {"short_channel_id": "1x1x1", "id": 1, "payment_hash": "00" * 32,
+            "amount_msat": 1000, "cltv_expiry": 500, "cltv_expiry_relative": 400}
+    return Htlc.parse(onion or {}, {**base, **htlc}, peer_id)

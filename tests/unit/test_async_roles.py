@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from fakes import htlc_event
 
 from bolt12ext import asyncmsg, build, hold, messages, recipient
 from bolt12ext.blinding import PaymentHop, PaymentRelay, payment_path
@@ -377,10 +378,10 @@ def test_recipient_accepts_the_right_quantity():
 def test_recipient_claims_only_htlcs_that_came_through_its_path():
     from lsps.asyncpay.recipient import AsyncRecipient, _came_blinded
     path_key = "02" + "ee" * 32
-    assert _came_blinded({}, {"extra_tlvs": "0021" + path_key})
-    assert _came_blinded({"current_path_key": bytes(33)}, {})
-    assert not _came_blinded({}, {})
-    assert not _came_blinded({}, {"extra_tlvs": "fdfe0100"})   # 65537-ish odd TLV only
+    assert _came_blinded({}, "0021" + path_key)
+    assert _came_blinded({"current_path_key": bytes(33)}, "")
+    assert not _came_blinded({}, "")
+    assert not _came_blinded({}, "fdfe0100")   # 65537-ish odd TLV only
     data = b"\x01" * 40
     ours = AsyncRecipient.__new__(AsyncRecipient)
     ours._lock = threading.Lock()
@@ -388,9 +389,11 @@ def test_recipient_claims_only_htlcs_that_came_through_its_path():
     payload = asyncmsg.final_payload(5000, 500, 5000, data)
     onion = {"payload": (bytes([len(payload)]) + payload).hex()}
     blinded = {"extra_tlvs": "0021" + path_key}
-    assert ours.context_of(onion, blinded, "peer") is not None
-    assert ours.context_of(onion, {}, "peer") is None          # copied into a plain onion
-    assert ours.context_of(onion, blinded, "other") is None    # from another peer
+    assert ours.context_of(htlc_event(onion, "peer", **blinded)) is not None
+    assert ours.context_of(htlc_event(onion, "peer")) is None    # copied into a plain onion
+    assert ours.context_of(htlc_event(onion, "other", **blinded)) is None  # another peer
+    assert ours.context_of(htlc_event(dict(onion, short_channel_id="9x9x9"), "peer",
+                                      **blinded)) is None        # not the final hop
 
 
 def test_flagged_htlc_beyond_the_limits_is_failed_not_forwarded():
@@ -407,67 +410,10 @@ def test_flagged_htlc_beyond_the_limits_is_failed_not_forwarded():
     htlc = {"short_channel_id": "1x1x1", "id": 7, "payment_hash": "03" * 32,
             "amount_msat": 1000, "cltv_expiry": 500, "cltv_expiry_relative": 400,
             "extra_tlvs": asyncmsg.hold_htlc_tlvs().hex()}
-    assert holder.on_htlc("a", htlc, answers.append)
+    assert holder.on_htlc(htlc_event({}, "a", **htlc), answers.append)
     assert answers == [{"result": "fail", "failure_message": "2002"}]
 
 
-def test_a_failing_service_does_not_keep_the_others_from_a_block(monkeypatch):
-    import importlib
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    module = importlib.import_module("plugin")
-    seen = []
-
-    class Broken:
-        def on_block(self, height):
-            raise RuntimeError("boom")
-
-    class Fine:
-        def on_block(self, height):
-            seen.append(height)
-
-    monkeypatch.setattr(module, "state", {"holder": Broken(), "lsps1_service": Broken(),
-                                          "lsps2_service": Fine()})
-    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
-    module.on_block_added(module.plugin, block_added={"height": 123})
-    assert seen == [123]
-
-
-def test_an_error_on_an_owned_htlc_fails_it_never_continues(monkeypatch):
-    """Issue 11 item 6: `continue` would let lightningd settle an order's invoice."""
-    import importlib
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    module = importlib.import_module("plugin")
-
-    class Orders:
-        def owns_payment(self, onion, htlc):
-            return True
-
-        def on_htlc(self, onion, htlc, respond):
-            raise KeyError("boom")
-
-    class Request:
-        class state:
-            name = "PENDING"
-
-        def __init__(self):
-            self.results = []
-
-        def set_result(self, result):
-            self.results.append(result)
-            self.state = type("S", (), {"name": "FINISHED"})
-
-    monkeypatch.setattr(module, "state", {"lsps1_service": Orders()})
-    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
-    request = Request()
-    htlc = {"amount_msat": 5000, "cltv_expiry": 150, "cltv_expiry_relative": 50,
-            "payment_hash": "aa" * 32, "short_channel_id": "1x1x1", "id": 1}
-    module.on_htlc_accepted({"payload": ""}, htlc, request, module.plugin)
-    (answer,) = request.results
-    assert answer["result"] == "fail" and answer["failure_message"].startswith("400f")
-    assert int(answer["failure_message"][4:20], 16) == 5000      # htlc_msat
-    assert int(answer["failure_message"][20:], 16) == 100         # height
 
 
 def test_recipient_bounds_the_invoices_an_offer_has_outstanding(monkeypatch):
@@ -522,35 +468,3 @@ def test_fresh_node_ids_cannot_take_every_hold():
         book.register("fresh50", "01" * 32, 0, channel_peers={"customer"})
     for i in range(20):
         book.register("customer", f"{i:064x}", 0, channel_peers={"customer"})
-
-
-def test_a_holder_error_on_a_flagged_htlc_fails_it(monkeypatch):
-    import importlib
-    import sys
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    module = importlib.import_module("plugin")
-    from lsps.asyncpay.holder import HtlcHolder
-
-    class Broken(HtlcHolder):
-        def __init__(self):
-            pass
-
-        def on_htlc(self, peer_id, htlc, respond):
-            raise RuntimeError("boom")
-
-    answers = []
-
-    class Request:
-        class state:
-            name = "PENDING"
-
-        def set_result(self, result):
-            answers.append(result)
-
-    monkeypatch.setattr(module, "state", {"holder": Broken()})
-    monkeypatch.setattr(module.plugin, "log", lambda *a, **k: None)
-    htlc = {"amount_msat": 5000, "cltv_expiry": 150, "cltv_expiry_relative": 50,
-            "payment_hash": "aa" * 32, "short_channel_id": "1x1x1", "id": 1,
-            "extra_tlvs": asyncmsg.hold_htlc_tlvs().hex()}
-    module.on_htlc_accepted({"payload": ""}, htlc, Request(), module.plugin)
-    assert answers == [{"result": "fail", "failure_message": "2002"}]

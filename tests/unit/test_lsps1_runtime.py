@@ -2,7 +2,7 @@
 channel only, and no open for an order whose payment went back."""
 import hashlib
 
-from fakes import Dispatcher, MemoryRpc, Workers
+from fakes import Dispatcher, MemoryRpc, Workers, htlc_event
 
 import lsps.lsps1.service as S
 import lsps.lsps7.service as X
@@ -193,11 +193,12 @@ def test_refunded_order_does_not_open_when_the_client_comes_back():
                   total_msat=order["order_total_sat"] * 1000,
                   payment_secret=order["bolt11"]["payment_secret"])
     answers = []
-    service.on_htlc({"forward_msat": part.forward_msat, "outgoing_cltv_value": 130,
-                     "total_msat": part.total_msat, "payment_secret": part.payment_secret},
-                    {"short_channel_id": "a", "id": 1, "amount_msat": part.amount_msat,
-                     "cltv_expiry": 130, "cltv_expiry_relative": 130 - height,
-                     "payment_hash": order["bolt11"]["payment_hash"]}, answers.append)
+    service.on_htlc(htlc_event(
+        {"forward_msat": part.forward_msat, "outgoing_cltv_value": 130,
+         "total_msat": part.total_msat, "payment_secret": part.payment_secret},
+        short_channel_id="a", id=1, amount_msat=part.amount_msat, cltv_expiry=130,
+        cltv_expiry_relative=130 - height, payment_hash=order["bolt11"]["payment_hash"]),
+        answers.append)
     assert order["bolt11"]["state"] == "HOLD" and order.get("_waiting_peer")
     service.on_block(124)  # margin reached: failed back
     assert answers and answers[0]["result"] == "fail"
@@ -211,11 +212,12 @@ def test_settles_with_resolve_and_our_preimage():
     order = service.orders[place_order(service, refund=None)["order_id"]]
     total = order["order_total_sat"] * 1000
     answers = []
-    service.on_htlc({"forward_msat": total, "outgoing_cltv_value": 200, "total_msat": total,
-                     "payment_secret": order["bolt11"]["payment_secret"]},
-                    {"short_channel_id": "a", "id": 1, "amount_msat": total,
-                     "cltv_expiry": 200, "cltv_expiry_relative": 100,
-                     "payment_hash": order["bolt11"]["payment_hash"]}, answers.append)
+    service.on_htlc(htlc_event(
+        {"forward_msat": total, "outgoing_cltv_value": 200, "total_msat": total,
+         "payment_secret": order["bolt11"]["payment_secret"]},
+        short_channel_id="a", id=1, amount_msat=total, cltv_expiry=200,
+        cltv_expiry_relative=100, payment_hash=order["bolt11"]["payment_hash"]),
+        answers.append)
     service.workers.run_all()
     assert node.fundings == [(CLIENT, 500_000)]
     assert answers == [{"result": "resolve", "payment_key": order["bolt11"]["preimage"]}]

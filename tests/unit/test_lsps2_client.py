@@ -1,4 +1,5 @@
 import pytest
+from fakes import htlc_event
 
 import lsps.lsps2.client as C
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
@@ -232,9 +233,11 @@ def test_runtime_takes_jit_parts_only_from_the_lsp_over_its_new_channel():
     htlc = {"payment_hash": "ab", "id": 1, "amount_msat": 970_000,
             "extra_tlvs": fee_tlv(30_000)}
     payload = {"payload": onion(1_000_000, 3_000_000)}
-    assert client.on_htlc(payload, dict(htlc, short_channel_id="3x3x3"), "02" + "22" * 32) \
-        is None  # not from the LSP
-    assert client.on_htlc(payload, dict(htlc, short_channel_id="1x1x1"), lsp) is None
-    assert client.on_htlc(payload, dict(htlc, short_channel_id="2x2x2"), lsp) is None
-    answer = client.on_htlc(payload, dict(htlc, short_channel_id="3x3x3"), lsp)
+    assert client.on_htlc(htlc_event(payload, "02" + "22" * 32, **dict(
+        htlc, short_channel_id="3x3x3"))) is None  # not from the LSP
+    assert client.on_htlc(htlc_event(payload, lsp, **dict(htlc, short_channel_id="1x1x1"))) \
+        is None
+    assert client.on_htlc(htlc_event(payload, lsp, **dict(htlc, short_channel_id="2x2x2"))) \
+        is None
+    answer = client.on_htlc(htlc_event(payload, lsp, **dict(htlc, short_channel_id="3x3x3")))
     assert answer["result"] == "continue" and purchase["jit_channel_id"] == "jit"
