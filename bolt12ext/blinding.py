@@ -287,6 +287,30 @@ class PayInfo:
                 + self.htlc_maximum_msat.to_bytes(8, "big")
                 + len(self.features).to_bytes(2, "big") + self.features)
 
+    @classmethod
+    def parse(cls, data: bytes, pos: int = 0) -> Tuple["PayInfo", int]:
+        if pos + 28 > len(data):
+            raise DecodeError("truncated blinded_payinfo")
+        flen = int.from_bytes(data[pos + 26:pos + 28], "big")
+        if pos + 28 + flen > len(data):
+            raise DecodeError("truncated blinded_payinfo features")
+        info = cls(int.from_bytes(data[pos:pos + 4], "big"),
+                   int.from_bytes(data[pos + 4:pos + 8], "big"),
+                   int.from_bytes(data[pos + 8:pos + 10], "big"),
+                   int.from_bytes(data[pos + 10:pos + 18], "big"),
+                   int.from_bytes(data[pos + 18:pos + 26], "big"),
+                   data[pos + 28:pos + 28 + flen])
+        return info, pos + 28 + flen
+
+
+def parse_payinfos(data: bytes) -> List[PayInfo]:
+    """A concatenation of blinded_payinfo (an invoice's invoice_blindedpay; may be empty)."""
+    infos, pos = [], 0
+    while pos < len(data):
+        info, pos = PayInfo.parse(data, pos)
+        infos.append(info)
+    return infos
+
 
 def aggregate_relay(relays: Sequence[PaymentRelay]) -> Tuple[int, int, int]:
     """(fee_base, fee_ppm, cltv_delta) of the hops, per BOLT4, rounding up, from the recipient."""

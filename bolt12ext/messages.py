@@ -1,5 +1,6 @@
-"""BOLT12 invoice_request, invoice and static invoice decoding, and `decode()`.
+"""BOLT12 invoice_request, invoice and static invoice decoding, and `parse()`/`decode()`.
 
+`parse*` return a typed `Decoded`; `decode*` its JSON form (`Decoded.to_json()`).
 Field names follow CLN's `decode` (offer_*, invreq_*, invoice_*). Signatures
 are checked and reported (`signature_valid`), the way CLN's `decode` reports
 `valid`; structural rule violations raise `DecodeError`.
@@ -7,17 +8,17 @@ are checked and reported (`signature_valid`), the way CLN's `decode` reports
 
 from __future__ import annotations
 
-from typing import List
-
 from . import encoding, merkle
+from .blinding import parse_payinfos
+from .decoded import DEFAULT_RELATIVE_EXPIRY, Decoded, UnknownTlv
 from .offer import (
     OFFER_RANGES,
     OFFER_TYPES,
-    blinded_paths,
     check_features,
-    decode_offer,
-    decode_offer_fields,
+    checked_paths,
     in_ranges,
+    offer_fields,
+    parse_offer,
     point,
     utf8,
 )
@@ -39,25 +40,6 @@ INVOICE_TYPES = {160: "invoice_paths", 162: "invoice_blindedpay", 164: "invoice_
 STATIC_INVOICE_MAX_BYTES = 5 * 1024
 
 
-def blindedpay(data: bytes) -> List[dict]:
-    out, pos = [], 0
-    while pos < len(data):
-        if pos + 28 > len(data):
-            raise DecodeError("truncated blinded_payinfo")
-        flen = int.from_bytes(data[pos + 26:pos + 28], "big")
-        if pos + 28 + flen > len(data):
-            raise DecodeError("truncated blinded_payinfo features")
-        out.append({
-            "fee_base_msat": int.from_bytes(data[pos:pos + 4], "big"),
-            "fee_proportional_millionths": int.from_bytes(data[pos + 4:pos + 8], "big"),
-            "cltv_expiry_delta": int.from_bytes(data[pos + 8:pos + 10], "big"),
-            "htlc_minimum_msat": int.from_bytes(data[pos + 10:pos + 18], "big"),
-            "htlc_maximum_msat": int.from_bytes(data[pos + 18:pos + 26], "big"),
-            "features": data[pos + 28:pos + 28 + flen].hex()})
-        pos += 28 + flen
-    return out
-
-
 def _fields(recs, table: dict, ranges, out: dict) -> None:
     unknown = []
     for t, value, _ in recs:
@@ -67,14 +49,14 @@ def _fields(recs, table: dict, ranges, out: dict) -> None:
         if name is None:
             if t % 2 == 0:
                 raise DecodeError(f"unknown even field {t}")
-            unknown.append({"type": t, "value": value.hex()})
+            unknown.append(UnknownTlv(t, value))
             continue
-        if name in ("invreq_metadata",):
-            out[name] = value.hex()
+        if name in ("invreq_metadata", "invreq_bip_353_name", "invoice_fallbacks"):
+            out[name] = value
         elif name in ("invreq_chain", "invoice_payment_hash"):
             if len(value) != 32:
                 raise DecodeError(f"{name} must be 32 bytes")
-            out[name] = value.hex()  # chain hash in wire byte order, as CLN prints it
+            out[name] = value  # chain hash in wire byte order, as CLN prints it
         elif name in ("invreq_amount_msat", "invreq_quantity", "invoice_created_at",
                       "invoice_relative_expiry", "invoice_amount_msat"):
             out[name] = read_tu(value, 4 if name == "invoice_relative_expiry" else 8)
@@ -82,14 +64,12 @@ def _fields(recs, table: dict, ranges, out: dict) -> None:
             out[name] = check_features(value, frozenset(), name)
         elif name in ("invreq_payer_id", "invoice_node_id"):
             out[name] = point(value, name)
-        elif name in ("invreq_payer_note", "invreq_bip_353_name"):
-            out[name] = utf8(value, name) if name == "invreq_payer_note" else value.hex()
+        elif name == "invreq_payer_note":
+            out[name] = utf8(value, name)
         elif name in ("invreq_paths", "invoice_paths", "invoice_held_htlc_available_paths"):
-            out[name] = blinded_paths(value)
+            out[name] = checked_paths(value)
         elif name == "invoice_blindedpay":
-            out[name] = blindedpay(value)
-        elif name == "invoice_fallbacks":
-            out[name] = value.hex()
+            out[name] = parse_payinfos(value)
     if unknown:
         out.setdefault("unknown_tlvs", []).extend(unknown)
 
@@ -100,73 +80,81 @@ def _check_ranges(recs, allowed) -> None:
             raise DecodeError(f"field {t} not allowed here")
 
 
-def _signature(recs, data: bytes, messagename: str, key_hex: str, out: dict) -> None:
+def _signed(kind: str, messagename: str, recs, data: bytes, fields: dict,
+            key: bytes) -> Decoded:
     sig = next((v for t, v, _ in recs if t == 240), None)
     if sig is None:
         raise DecodeError("missing signature")
-    out["signature"] = sig.hex()
-    out["signature_valid"] = merkle.verify(messagename, data, sig, bytes.fromhex(key_hex))
+    return Decoded(kind, fields, sig, merkle.verify(messagename, data, sig, key))
 
 
-def decode_invoice_request(data: bytes) -> dict:
+def parse_invoice_request(data: bytes) -> Decoded:
     recs = records(data)
     _check_ranges(recs, OFFER + INVREQ + SIGNATURE)
-    out = decode_offer_fields(recs, strict_ranges=False)
-    _fields(recs, INVREQ_TYPES, INVREQ, out)
+    fields = offer_fields(recs, strict_ranges=False)
+    _fields(recs, INVREQ_TYPES, INVREQ, fields)
     for required in ("invreq_metadata", "invreq_payer_id"):
-        if required not in out:
+        if required not in fields:
             raise DecodeError(f"missing {required}")
-    _signature(recs, data, "invoice_request", out["invreq_payer_id"], out)
-    out.update(type="bolt12 invoice_request")
-    out["valid"] = out["signature_valid"]
-    return out
+    return _signed("invoice_request", "invoice_request", recs, data, fields,
+                   fields["invreq_payer_id"])
 
 
-def decode_invoice(data: bytes) -> dict:
+def parse_invoice(data: bytes) -> Decoded:
     recs = records(data)
     _check_ranges(recs, OFFER + INVREQ + INVOICE + SIGNATURE)
-    out = decode_offer_fields(recs, strict_ranges=False)
-    _fields(recs, INVREQ_TYPES, INVREQ, out)
-    _fields(recs, INVOICE_TYPES, INVOICE, out)
+    fields = offer_fields(recs, strict_ranges=False)
+    _fields(recs, INVREQ_TYPES, INVREQ, fields)
+    _fields(recs, INVOICE_TYPES, INVOICE, fields)
     for required in ("invoice_paths", "invoice_blindedpay", "invoice_created_at",
                      "invoice_payment_hash", "invoice_amount_msat", "invoice_node_id"):
-        if required not in out:
+        if required not in fields:
             raise DecodeError(f"missing {required}")
-    if len(out["invoice_paths"]) != len(out["invoice_blindedpay"]):
+    if len(fields["invoice_paths"]) != len(fields["invoice_blindedpay"]):
         raise DecodeError("invoice_blindedpay does not match invoice_paths")
-    out.setdefault("invoice_relative_expiry", 7200)  # BOLT12's default, as CLN shows it
-    _signature(recs, data, "invoice", out["invoice_node_id"], out)
-    out.update(type="bolt12 invoice")
-    out["valid"] = out["signature_valid"]
-    return out
+    # shown even when absent, as CLN shows it
+    fields.setdefault("invoice_relative_expiry", DEFAULT_RELATIVE_EXPIRY)
+    return _signed("invoice", "invoice", recs, data, fields, fields["invoice_node_id"])
 
 
-def decode_static_invoice(data: bytes) -> dict:
+def parse_static_invoice(data: bytes) -> Decoded:
     """LDK's static invoice: offer records + 160/162/164/166/172/174/176/236, signed."""
     if len(data) > STATIC_INVOICE_MAX_BYTES:
         raise DecodeError("static invoice larger than 5 KiB")
     recs = records(data)
     _check_ranges(recs, OFFER + INVOICE + SIGNATURE)
-    out = decode_offer_fields(recs, strict_ranges=False)
-    _fields(recs, INVOICE_TYPES, INVOICE, out)
+    fields = offer_fields(recs, strict_ranges=False)
+    _fields(recs, INVOICE_TYPES, INVOICE, fields)
     for forbidden in ("invoice_payment_hash", "invoice_amount_msat"):
-        if forbidden in out:
+        if forbidden in fields:
             raise DecodeError(f"a static invoice has no {forbidden}")
     for required in ("invoice_paths", "invoice_blindedpay", "invoice_created_at",
                      "invoice_node_id"):
-        if required not in out:
+        if required not in fields:
             raise DecodeError(f"missing {required}")
-    if len(out["invoice_paths"]) != len(out["invoice_blindedpay"]):
+    if len(fields["invoice_paths"]) != len(fields["invoice_blindedpay"]):
         raise DecodeError("invoice_blindedpay does not match invoice_paths")
-    _signature(recs, data, "static_invoice", out["invoice_node_id"], out)
-    out.update(type="bolt12 static invoice")
-    out["valid"] = out["signature_valid"]
-    return out
+    return _signed("static invoice", "static_invoice", recs, data, fields,
+                   fields["invoice_node_id"])
+
+
+# The JSON forms (CLN `decode`'s names and hex strings), what the RPC and older callers use.
+def decode_invoice_request(data: bytes) -> dict:
+    return parse_invoice_request(data).to_json()
+
+
+def decode_invoice(data: bytes) -> dict:
+    return parse_invoice(data).to_json()
+
+
+def decode_static_invoice(data: bytes) -> dict:
+    return parse_static_invoice(data).to_json()
 
 
 def expires_at(decoded: dict) -> int:
     """When a decoded invoice or static invoice expires (BOLT12's default: 7200 s)."""
-    return decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry", 7200)
+    return decoded["invoice_created_at"] + decoded.get("invoice_relative_expiry",
+                                                       DEFAULT_RELATIVE_EXPIRY)
 
 
 def invreq_part(data: bytes) -> bytes:
@@ -174,21 +162,27 @@ def invreq_part(data: bytes) -> bytes:
     return b"".join(raw for t, _, raw in records(data) if in_ranges(t, OFFER + INVREQ))
 
 
-def decode(text: str) -> dict:
+def parse(text: str) -> Decoded:
     """Any BOLT12 string, or a static invoice as raw TLV hex."""
     if not isinstance(text, str):
         raise DecodeError("expected a string")
     stripped = text.strip()
     if stripped and all(c in "0123456789abcdefABCDEF" for c in stripped) and \
             len(stripped) % 2 == 0:
-        return decode_static_invoice(bytes.fromhex(stripped))
+        return parse_static_invoice(bytes.fromhex(stripped))
     hrp, data = encoding.decode(stripped)
     if hrp == "lno":
-        return decode_offer(stripped)
+        return parse_offer(stripped)
     if hrp == "lnr":
-        return decode_invoice_request(data)
-    return decode_invoice(data)
+        return parse_invoice_request(data)
+    return parse_invoice(data)
 
 
-__all__ = ["decode", "decode_invoice", "decode_invoice_request", "decode_static_invoice",
-           "expires_at", "invreq_part", "OFFER_TYPES"]
+def decode(text: str) -> dict:
+    """`parse(text)` in its JSON form: what `bolt12ext-decode` returns."""
+    return parse(text).to_json()
+
+
+__all__ = ["Decoded", "decode", "decode_invoice", "decode_invoice_request",
+           "decode_static_invoice", "expires_at", "invreq_part", "parse", "parse_invoice",
+           "parse_invoice_request", "parse_static_invoice", "OFFER_TYPES"]

@@ -1,8 +1,7 @@
 """BOLT12 offers: decoding with every reader rule of the spec.
 
-`decode_offer(string)` returns a dict with CLN-`decode`-like names and the raw
-records (for byte-exact re-encoding and for the merkle tree); any rule broken
-raises `DecodeError`.
+`parse_offer(string)` returns a typed `Decoded`, `decode_offer(string)` its JSON
+form with CLN-`decode`-like names; any rule broken raises `DecodeError`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from typing import List, Optional
 import coincurve
 
 from . import encoding
-from .blinding import BlindedHop, BlindedPath, parse_paths, scid_int, scid_str
+from .blinding import BlindedHop, BlindedPath, parse_paths, scid_int
+from .decoded import Decoded, UnknownTlv, path_dict  # noqa: F401 (path_dict: API)
 from .tlv import DecodeError, read_tu, records
 
 OFFER_RANGES = ((1, 79), (1_000_000_000, 1_999_999_999))
@@ -24,14 +24,14 @@ OFFER_TYPES = {2: "offer_chains", 4: "offer_metadata", 6: "offer_currency", 8: "
 KNOWN_OFFER_FEATURES: frozenset = frozenset()
 
 
-def point(data: bytes, what: str) -> str:
+def point(data: bytes, what: str) -> bytes:
     if len(data) != 33:
         raise DecodeError(f"{what}: expected a 33-byte point")
     try:
         coincurve.PublicKey(data)
     except Exception:
         raise DecodeError(f"{what}: not a valid point") from None
-    return data.hex()
+    return data
 
 
 def utf8(data: bytes, what: str) -> str:
@@ -41,28 +41,24 @@ def utf8(data: bytes, what: str) -> str:
         raise DecodeError(f"{what}: invalid UTF-8") from None
 
 
-def check_features(data: bytes, known: frozenset, what: str) -> str:
+def check_features(data: bytes, known: frozenset, what: str) -> bytes:
     bits = int.from_bytes(data, "big")
     bit = 0
     while bits >> bit:
         if (bits >> bit) & 1 and bit % 2 == 0 and bit not in known and bit + 1 not in known:
             raise DecodeError(f"{what}: unknown even feature {bit}")
         bit += 1
-    return data.hex()
+    return data
 
 
-def path_dict(path: BlindedPath) -> dict:
-    """A parsed blinded_path as CLN's `decode` shows it, every point checked."""
-    first = path.first_node_id
-    if len(first) == 9:
-        out = {"first_scid_dir": first[0],
-               "first_scid": scid_str(int.from_bytes(first[1:], "big"))}
-    else:
-        out = {"first_node_id": point(first, "first_node_id")}
-    out["first_path_key"] = point(path.first_path_key, "first_path_key")
-    out["path"] = [{"blinded_node_id": point(hop.blinded_node_id, "blinded_node_id"),
-                    "encrypted_recipient_data": hop.encrypted_data.hex()} for hop in path.hops]
-    return out
+def check_path(path: BlindedPath) -> BlindedPath:
+    """`path` if each of its points is one (introduction node first, then hop by hop)."""
+    if len(path.first_node_id) != 9:
+        point(path.first_node_id, "first_node_id")
+    point(path.first_path_key, "first_path_key")
+    for hop in path.hops:
+        point(hop.blinded_node_id, "blinded_node_id")
+    return path
 
 
 def dict_path(d: dict) -> BlindedPath:
@@ -77,21 +73,20 @@ def dict_path(d: dict) -> BlindedPath:
         path = BlindedPath(first, bytes.fromhex(d["first_path_key"]), hops)
     except (KeyError, TypeError, ValueError, AttributeError):
         raise DecodeError("not a blinded path object") from None
-    path_dict(path)  # the same checks as a path read from the wire
-    return path
+    return check_path(path)  # the same checks as a path read from the wire
 
 
-def blinded_paths(data: bytes) -> List[dict]:
-    """A concatenation of blinded_path (at least one)."""
-    return [path_dict(p) for p in parse_paths(data)]
+def checked_paths(data: bytes) -> List[BlindedPath]:
+    """A concatenation of blinded_path (at least one), every point checked."""
+    return [check_path(p) for p in parse_paths(data)]
 
 
 def in_ranges(t: int, ranges) -> bool:
     return any(lo <= t <= hi for lo, hi in ranges)
 
 
-def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
-    """The offer part of a TLV stream (records from tlv.records)."""
+def offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
+    """The offer part of a TLV stream (records from tlv.records): name -> typed value."""
     out: dict = {}
     unknown = []
     for t, value, _ in recs:
@@ -101,9 +96,9 @@ def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
                 if not value or len(value) % 32:
                     raise DecodeError("offer_chains must be a non-empty list of 32-byte hashes")
                 # wire byte order, as CLN's decode prints them
-                out[name] = [value[i:i + 32].hex() for i in range(0, len(value), 32)]
+                out[name] = [value[i:i + 32] for i in range(0, len(value), 32)]
             elif t in (4,):
-                out[name] = value.hex()
+                out[name] = value
             elif t in (6, 10, 18):
                 out[name] = utf8(value, name)
             elif t in (8, 14, 20):
@@ -111,13 +106,13 @@ def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
             elif t == 12:
                 out[name] = check_features(value, KNOWN_OFFER_FEATURES, name)
             elif t == 16:
-                out[name] = blinded_paths(value)
+                out[name] = checked_paths(value)
             elif t == 22:
                 out[name] = point(value, name)
         elif in_ranges(t, ranges):
             if t % 2 == 0:
                 raise DecodeError(f"unknown even offer field {t}")
-            unknown.append({"type": t, "value": value.hex()})
+            unknown.append(UnknownTlv(t, value))
         elif strict_ranges:
             raise DecodeError(f"field {t} outside the offer ranges")
     if unknown:
@@ -130,22 +125,27 @@ def decode_offer_fields(recs, ranges=OFFER_RANGES, strict_ranges=True) -> dict:
     if "offer_currency" in out and "offer_amount" not in out:
         raise DecodeError("offer_currency without offer_amount")
     if "offer_amount" in out and "offer_currency" not in out:
-        out["offer_amount_msat"] = out.pop("offer_amount")  # bitcoin amounts are msat
+        # bitcoin amounts are msat; moved to the end, where `decode` has always shown it
+        out["offer_amount_msat"] = out.pop("offer_amount")
     return out
 
 
-def decode_offer(text: str) -> dict:
+def parse_offer(text: str) -> Decoded:
     hrp, data = encoding.decode(text)
     if hrp != "lno":
         raise DecodeError(f"not an offer ({hrp})")
     recs = records(data)
     if not recs:
         raise DecodeError("empty offer")
-    out = decode_offer_fields(recs)
-    if "offer_issuer_id" not in out and "offer_paths" not in out:
+    fields = offer_fields(recs)
+    if "offer_issuer_id" not in fields and "offer_paths" not in fields:
         raise DecodeError("offer has neither offer_issuer_id nor offer_paths")
-    out.update(type="bolt12 offer", valid=True)
-    return out
+    return Decoded("offer", fields)
+
+
+def decode_offer(text: str) -> dict:
+    """The offer's JSON form (CLN `decode`'s names); parse_offer for typed values."""
+    return parse_offer(text).to_json()
 
 
 def offer_part(data: bytes) -> bytes:

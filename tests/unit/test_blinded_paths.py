@@ -171,3 +171,26 @@ def test_path_parse_random_bytes(data):
         blinding.parse_paths(data)
     except DecodeError:
         pass
+
+
+def test_payinfo_parse_round_trip_and_truncation():
+    infos = [blinding.PayInfo(1, 2, 3, 4, 5, b"\x01\x02"),
+             blinding.PayInfo(2**32 - 1, 0, 0, 0, 2**64 - 1)]
+    data = b"".join(i.serialize() for i in infos)
+    assert blinding.parse_payinfos(data) == infos
+    assert blinding.PayInfo.parse(data, len(infos[0].serialize())) == (infos[1], len(data))
+    assert blinding.parse_payinfos(b"") == []
+    with pytest.raises(DecodeError, match="truncated blinded_payinfo$"):
+        blinding.parse_payinfos(data[:-1])
+    with pytest.raises(DecodeError, match="features"):
+        blinding.parse_payinfos(infos[0].serialize()[:-1])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_payinfo_parse_random_bytes(data):
+    try:
+        infos = blinding.parse_payinfos(data)
+    except DecodeError:
+        return
+    assert b"".join(i.serialize() for i in infos) == data
