@@ -25,8 +25,8 @@ from typing import Callable, Dict, Optional
 from pyln.client import RpcError
 
 from bolt12ext import asyncmsg, build, encoding, messages, onionmsg, payer
-from bolt12ext.blinding import BlindedPath, PayInfo
-from bolt12ext.offer import decode_offer, dict_path, offer_part
+from bolt12ext.blinding import BlindedPath
+from bolt12ext.offer import offer_part, parse_offer
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.lsps0.client import ClientError
@@ -70,11 +70,12 @@ class AsyncPayer:
     def pay(self, offer_text: str, amount_msat: Optional[int], payer_note: Optional[str],
             maxfee_msat: Optional[int] = None) -> dict:
         try:
-            fields = decode_offer(offer_text)
+            offer = parse_offer(offer_text)
         except DecodeError as e:
             raise PayError(f"not a valid offer: {e}") from e
+        fields = offer.to_json()
         offer_data = encoding.decode(offer_text)[1]
-        paths = [dict_path(p) for p in fields.get("offer_paths", [])]
+        paths = offer.offer_paths
         if not paths:
             raise PayError("the offer has no blinded paths (pay it with xpay)")
         if fields.get("offer_absolute_expiry", 2**64) <= now_s():
@@ -150,7 +151,8 @@ class AsyncPayer:
 
     def _pay_invoice(self, offer_text: str, raw: bytes, invreq: bytes, amount: int,
                      signers: set, limits: "payer.Limits") -> dict:
-        decoded = messages.decode_invoice(raw)
+        parsed = messages.parse_invoice(raw)
+        decoded = parsed.to_json()
         if not decoded["signature_valid"]:
             raise PayError("the invoice signature does not verify")
         if decoded.get("invoice_node_id") not in signers:
@@ -163,7 +165,7 @@ class AsyncPayer:
             raise PayError("the invoice has expired")
         payment_hash = bytes.fromhex(decoded["invoice_payment_hash"])
         record = self._new(payment_hash, offer_text, "invoice", amount, raw)
-        self._send(record, _routes(decoded), amount, payment_hash, NORMAL_FINAL_CLTV,
+        self._send(record, parsed.payment_routes, amount, payment_hash, NORMAL_FINAL_CLTV,
                    limits=limits)
         try:
             self.node.wait_sendpay(payment_hash.hex(), 60)
@@ -173,7 +175,8 @@ class AsyncPayer:
 
     def _pay_static(self, offer_text: str, offer_data: bytes, raw: bytes, invreq: bytes,
                     amount: int, signers: set, limits: "payer.Limits") -> dict:
-        decoded = messages.decode_static_invoice(raw)
+        parsed = messages.parse_static_invoice(raw)
+        decoded = parsed.to_json()
         if not decoded["signature_valid"]:
             raise PayError("the static invoice signature does not verify")
         if decoded.get("invoice_node_id") not in signers:
@@ -182,12 +185,11 @@ class AsyncPayer:
             raise PayError("the static invoice is for another offer")
         if messages.expires_at(decoded) <= now_s():
             raise PayError("the static invoice has expired")
-        held_paths = [dict_path(p)
-                      for p in decoded.get("invoice_held_htlc_available_paths", [])]
+        held_paths = parsed.held_htlc_available_paths
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
         record = self._new(payment_hash, offer_text, "static", amount, raw, preimage)
-        first = self._send(record, _routes(decoded), amount, payment_hash, HELD_FINAL_CLTV,
+        first = self._send(record, parsed.payment_routes, amount, payment_hash, HELD_FINAL_CLTV,
                            preimage=preimage, invreq=invreq, limits=limits,
                            before_sending=lambda peer: self._ask_hold(record, peer))
         release = record.get("release_paths")
@@ -296,13 +298,3 @@ class AsyncPayer:
         with self._lock:
             hashes = sorted(self.payments, key=lambda h: self.payments[h]["created_at"])
         return {"payments": [self.status(h) for h in hashes]}
-
-
-def _routes(decoded: dict) -> list:
-    """[(blinded payment path, its payinfo)] of a decoded invoice (the decoder has checked
-    that there is one payinfo per path)."""
-    return [(dict_path(path), PayInfo(info["fee_base_msat"], info["fee_proportional_millionths"],
-                                      info["cltv_expiry_delta"], info["htlc_minimum_msat"],
-                                      info["htlc_maximum_msat"]))
-            for path, info in zip(decoded["invoice_paths"], decoded["invoice_blindedpay"],
-                                  strict=True)]
