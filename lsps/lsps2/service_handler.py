@@ -41,7 +41,15 @@ MAX_ACTIVE_SESSIONS_TOTAL = 10_000
 # Finished sessions stay visible to the operator this long after valid_until.
 SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
+PRUNE_EVERY_MS = 3600 * 1000
+
 Responder = Callable[[dict], None]
+
+
+def _finished(session: dict) -> bool:
+    """Nothing can happen to it any more: failed, or paid with its fees settled."""
+    return session["state"] == S.FAILED or (
+        session["state"] in (S.FORWARDING, S.DONE) and bool(session.get("fees_restored")))
 
 
 class Lsps2Service:
@@ -56,12 +64,16 @@ class Lsps2Service:
         self.log = log
         self.lock = threading.RLock()
         self.sessions: Dict[str, dict] = {}          # scid string -> session
+        # Indexes, so that no request, HTLC or event costs O(stored sessions):
+        self.live: Dict[str, dict] = {}              # scid -> session not finished yet
+        self.by_channel: Dict[str, str] = {}         # channel id (opened or opening) -> scid
         self.waiting: Dict[str, Responder] = {}      # part key -> hook responder
         self.ready_waiters: Dict[str, str] = {}      # channel_id -> scid
         self.funding: Dict[str, str] = {}            # client id -> scid of its open in flight
         self.queued: Dict[str, List[str]] = {}       # client id -> scids waiting to open
         # Channels another service owns (LSPS1 orders): never adopted.
         self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
+        self._next_prune_ms = 0
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
         self.openers = ThreadPoolExecutor(max_workers=MAX_OPENS,
                                           thread_name_prefix="clnlsp-lsps2-open")
@@ -79,8 +91,10 @@ class Lsps2Service:
         loaded = self.store.list(SESSIONS)
         with self.lock:
             self.sessions.update(loaded)
-            self._prune()
             for session in loaded.values():
+                self._index(session)
+            self._prune()
+            for session in list(self.live.values()):
                 self._arm_deadline(session)
                 if session["state"] == S.OPENING and self.is_connected(session["client_id"]):
                     self._start_open(session)  # else when the client connects
@@ -107,7 +121,7 @@ class Lsps2Service:
         channels = self.node.channels()
         with self.lock:
             active: Dict[str, int] = {}
-            for s in self.sessions.values():
+            for s in self.live.values():
                 if s["state"] in (S.WAITING, S.COLLECTING, S.OPENING) and \
                         s["valid_until_ms"] > now_ms():
                     active[s["client_id"]] = active.get(s["client_id"], 0) + 1
@@ -136,19 +150,17 @@ class Lsps2Service:
         """Random, in block heights no chain will reach soon, and unlike any
         real scid or alias of ours or an existing session."""
         taken = {parse_scid(s) for c in self.node.channels() for s in c["scids"]}
-        with self.lock:
-            taken |= {parse_scid(s) for s in self.sessions}
         while True:
             block = 10_000_000 + secrets.randbelow(6_000_000)
             scid = block << 40 | secrets.randbelow(1 << 24) << 16 | secrets.randbelow(1 << 16)
-            if scid not in taken:
-                return format_scid(scid)
+            with self.lock:
+                if scid not in taken and format_scid(scid) not in self.sessions:
+                    return format_scid(scid)
 
     def claims(self, channel_id: str) -> bool:
         """Is this channel a JIT session's (opened, or being opened)?"""
         with self.lock:
-            return any(channel_id in (s["channel_id"], s.get("opening_channel_id"))
-                       for s in self.sessions.values())
+            return channel_id in self.by_channel
 
     # --- HTLCs ------------------------------------------------------------------
     def owns(self, scid: Optional[str]) -> bool:
@@ -174,7 +186,7 @@ class Lsps2Service:
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:
-            for session in self.sessions.values():
+            for session in list(self.live.values()):
                 if session["client_id"] != peer_id:
                     continue
                 if session["state"] == S.OPENING and peer_id not in self.funding:
@@ -184,7 +196,7 @@ class Lsps2Service:
 
     def on_block(self, height: int) -> None:
         with self.lock:
-            for session in self.sessions.values():
+            for session in list(self.live.values()):
                 self._apply(session, S.on_block(session, height,
                                                 self.core.policy.htlc_expiry_margin, now_ms()))
 
@@ -205,7 +217,7 @@ class Lsps2Service:
             return
         key = S.part_key(in_channel, in_htlc_id)
         with self.lock:
-            for session in self.sessions.values():
+            for session in list(self.live.values()):
                 if S.on_part_resolved(session, key, status == "settled", now_ms()):
                     self._persist(session)
                     self._arm_deadline(session)
@@ -426,16 +438,33 @@ class Lsps2Service:
                 self._persist(session)
 
     def _prune(self) -> None:
-        """Forget finished sessions long past valid_until. Caller holds the lock."""
+        """Forget finished sessions long past valid_until. Caller holds the lock; at
+        most once an hour, so that blocks do not walk every stored session."""
+        if now_ms() < self._next_prune_ms:
+            return
+        self._next_prune_ms = now_ms() + PRUNE_EVERY_MS
         cutoff = now_ms() - SESSION_RETENTION_MS
         for scid, session in list(self.sessions.items()):
-            finished = session["state"] == S.FAILED or (
-                session["state"] in (S.FORWARDING, S.DONE) and session.get("fees_restored"))
-            if finished and session["valid_until_ms"] < cutoff:
+            if _finished(session) and session["valid_until_ms"] < cutoff:
                 del self.sessions[scid]
+                self.live.pop(scid, None)
+                for channel in (session["channel_id"], session.get("opening_channel_id")):
+                    self.by_channel.pop(channel, None)
                 self.store.delete(SESSIONS, scid)
 
+    def _index(self, session: dict) -> None:
+        """Keep the indexes right after a session changed. Caller holds the lock."""
+        scid = session["scid"]
+        if _finished(session):
+            self.live.pop(scid, None)
+        else:
+            self.live[scid] = session
+        for channel in (session["channel_id"], session.get("opening_channel_id")):
+            if channel:
+                self.by_channel[channel] = scid
+
     def _persist(self, session: dict) -> None:
+        self._index(session)
         record = {k: v for k, v in session.items() if not k.startswith("_")}
         record["parts"] = [{k: v for k, v in p.items() if k != "replayed"}
                            for p in session["parts"]]

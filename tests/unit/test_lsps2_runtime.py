@@ -120,3 +120,47 @@ def test_a_client_offline_at_start_resumes_on_connect():
     svc.on_connect(CLIENT)
     svc.workers.run_all()
     assert len(node.fundings) == 1
+
+
+def stored(rpc, scid, state, **extra):
+    params = OpeningFeeParams(2000, 10_000, NOW_FAR, 1008, 2016, 10_000, 10**9, "x")
+    session = S.new_session(scid, CLIENT, params, 100_000, 2000, 0)
+    session.update(state=state, **extra)
+    Store(lambda: rpc).put(SESSIONS, scid, session)
+    return session
+
+
+def test_finished_sessions_are_kept_but_out_of_every_per_event_walk():
+    """Cost that does not grow with history: blocks, connects and forward events walk
+    only sessions that can still change; channels are found by index."""
+    rpc, node = MemoryRpc(), FakeNode()
+    stored(rpc, "900000x1x1", S.FAILED)
+    stored(rpc, "900000x1x2", S.DONE, fees_restored=True, channel_id="paid-channel")
+    stored(rpc, "900000x1x3", S.WAITING)
+    svc, _ = service(rpc, node)
+    svc.start()
+    assert set(svc.sessions) == {"900000x1x1", "900000x1x2", "900000x1x3"}
+    assert set(svc.live) == {"900000x1x3"}
+    assert svc.claims("paid-channel") and not svc.claims("other")
+    seen = []
+    S_on_block = S.on_block
+    try:
+        S.on_block = lambda session, *a: seen.append(session["scid"]) or S.Decision()
+        svc.on_block(500)
+    finally:
+        S.on_block = S_on_block
+    assert seen == ["900000x1x3"]
+    # a session that fails leaves the live set when it is persisted
+    session = svc.sessions["900000x1x3"]
+    session["state"] = S.FAILED
+    svc._persist(session)
+    assert svc.live == {}
+
+
+def test_a_new_scid_never_repeats_a_stored_session():
+    rpc, node = MemoryRpc(), FakeNode()
+    svc, _ = service(rpc, node)
+    made = {svc._new_scid() for _ in range(200)}
+    assert len(made) == 200
+    svc.sessions = {scid: {} for scid in made}
+    assert svc._new_scid() not in made
