@@ -34,7 +34,7 @@ class Lsps1Orders:
         extensions) has run out. The intent is recorded before the close."""
         with self.lock:
             due = []
-            for order in self.orders.values():
+            for order in list(self.live.values()):
                 if order.get("kind", "lsps1") != "lsps1" or order["order_state"] != P.COMPLETED \
                         or order.get("closed_at_block") is not None:
                     continue

@@ -23,10 +23,9 @@ class Lsps7Leases:
                 continue
             with self.lock:
                 lease = self.leases.get(c["channel_id"])
-                bought = next((o for o in self.orders.values()
-                               if o.get("kind", "lsps1") == "lsps1"
-                               and o["channel_id"] == c["channel_id"]
-                               and o["order_state"] == P.COMPLETED), None)
+                bought = self.orders.get(self.sold.get(c["channel_id"], ""))
+                if bought is not None and bought["order_state"] != P.COMPLETED:
+                    bought = None
             if lease is None and bought is not None:
                 lease = {"expiration_block": bought["lease_expiry_block"],
                          "original_order_id": bought["order_id"], "extension_order_ids": []}

@@ -37,7 +37,18 @@ REPLAY_GRACE_S = 15
 INVOICE_CLTV_SLACK = 2
 
 
+PRUNE_EVERY_MS = 3600 * 1000
+
 Responder = Callable[[dict], None]
+
+
+def _live(order: dict) -> bool:
+    """Can anything still happen to it: unpaid or being paid, an address we watch (a
+    late payment is refunded), or a sold lease that may be closed at expiry?"""
+    onchain = order.get("onchain")
+    return (order["order_state"] == P.CREATED or bool(onchain and onchain.get("address"))
+            or (order.get("kind", "lsps1") == "lsps1" and order["order_state"] == P.COMPLETED
+                and order.get("closed_at_block") is None))
 
 
 def payment_secret(preimage: bytes) -> str:
@@ -63,6 +74,11 @@ class OrderBook:
         self.log = log
         self.lock = threading.RLock()
         self.orders: Dict[str, dict] = {}
+        # Indexes, so that no request, HTLC or block costs O(stored orders):
+        self.live: Dict[str, dict] = {}        # order id -> order that can still change
+        self.claimed: set = set()              # channel ids any order names
+        self.sold: Dict[str, str] = {}         # channel id -> the LSPS1 order that sold it
+        self._next_prune_ms = 0
         self.by_hash: Dict[str, str] = {}
         self.waiting: Dict[str, Responder] = {}
         self.height = 0
@@ -83,6 +99,7 @@ class OrderBook:
                 self.orders[order["order_id"]] = order
                 if order["bolt11"]["payment_hash"]:
                     self.by_hash[order["bolt11"]["payment_hash"]] = order["order_id"]
+                self._index(order)
                 self._arm(order)
         self.schedule(REPLAY_GRACE_S, self._after_replay)
         self._prune()
@@ -90,7 +107,7 @@ class OrderBook:
     def _after_replay(self) -> None:
         """A held order whose open was cut short by a restart: open now."""
         with self.lock:
-            for order in self.orders.values():
+            for order in list(self.live.values()):
                 paid = order["bolt11"]["state"] == P.HOLD or (
                     order.get("onchain") and order["onchain"]["state"] == P.PAID)
                 if paid and P.may_open(order) and not order.get("_opening"):
@@ -118,7 +135,7 @@ class OrderBook:
         channel_peers = {c["peer_id"] for c in self.node.channels()}
         with self.lock:
             unpaid: Dict[str, int] = {}
-            for o in self.orders.values():
+            for o in self.live.values():
                 if o["order_state"] == P.CREATED and o["bolt11"]["state"] == P.EXPECT_PAYMENT:
                     unpaid[o["client_id"]] = unpaid.get(o["client_id"], 0) + 1
         why = quota.refusal(unpaid, client_id, MAX_UNPAID_ORDERS_PER_PEER,
@@ -179,13 +196,13 @@ class OrderBook:
     def on_block(self, height: int) -> None:
         with self.lock:
             self.height = height
-            for order in self.orders.values():
+            for order in list(self.live.values()):
                 self._apply(order, P.on_block(order, height, self.margin, now_ms(),
                                               opening=bool(order.get("_opening"))))
             watching = any(o.get("onchain") and o["onchain"]["address"]
-                           for o in self.orders.values())
+                           for o in self.live.values())
             retry = [(o["order_id"], o["onchain"]["refund_pending"]["outpoints"])
-                     for o in self.orders.values()
+                     for o in self.live.values()
                      if o.get("onchain") and o["onchain"].get("refund_pending")]
         for order_id, outpoints in retry:
             self.workers.submit(self._send_refund, order_id, outpoints)
@@ -193,7 +210,7 @@ class OrderBook:
             self._close_expired_leases(height)
         if watching:
             self.workers.submit(self._scan_onchain, height)
-        self._prune()
+        self._prune_if_due()
 
     def _scan_onchain(self, height: int) -> None:
         """What each order's address received, with its confirmations."""
@@ -204,7 +221,7 @@ class OrderBook:
                 {"outpoint": o["outpoint"], "amount_sat": o["amount_sat"],
                  "confirmations": confirmations})
         with self.lock:
-            for order in self.orders.values():
+            for order in list(self.live.values()):
                 onchain = order.get("onchain")
                 if not onchain or not onchain["address"]:
                     continue
@@ -214,7 +231,7 @@ class OrderBook:
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:
-            for order in self.orders.values():
+            for order in list(self.live.values()):
                 if order["client_id"] == peer_id and order.get("_waiting_peer"):
                     order["_waiting_peer"] = False
                     if P.may_open(order):
@@ -336,7 +353,7 @@ class OrderBook:
     def claims(self, channel_id: str) -> bool:
         """Is this channel an order's (sold, or adopted after a restart)?"""
         with self.lock:
-            return any(o["channel_id"] == channel_id for o in self.orders.values())
+            return channel_id in self.claimed
 
     def _adopt(self, order: dict) -> Optional[dict]:
         """A channel an interrupted open of this order already made: opened by us
@@ -390,9 +407,28 @@ class OrderBook:
                 if order["order_state"] == P.FAILED and not owed and \
                         order["expires_ms"] <= cutoff and order["updated_ms"] <= cutoff:
                     del self.orders[order_id]
+                    self.live.pop(order_id, None)
                     self.by_hash.pop(order["bolt11"]["payment_hash"], None)
                     self.store.delete(ORDERS, order_id)
 
+    def _prune_if_due(self) -> None:
+        """Each block, but at most once an hour: a block does not walk every order."""
+        if now_ms() >= self._next_prune_ms:
+            self._next_prune_ms = now_ms() + PRUNE_EVERY_MS
+            self._prune()
+
+    def _index(self, order: dict) -> None:
+        """Keep the indexes right after an order changed. Caller holds the lock."""
+        if _live(order):
+            self.live[order["order_id"]] = order
+        else:
+            self.live.pop(order["order_id"], None)
+        if order["channel_id"]:
+            self.claimed.add(order["channel_id"])
+            if order.get("kind", "lsps1") == "lsps1":
+                self.sold[order["channel_id"]] = order["order_id"]
+
     def _persist(self, order: dict) -> None:
+        self._index(order)
         self.store.put(ORDERS, order["order_id"],
                        {k: v for k, v in order.items() if not k.startswith("_")})

@@ -238,5 +238,27 @@ def test_adopts_only_a_channel_of_its_own_size_that_nobody_claims():
     assert service._adopt(order)["channel_id"] == "c-mine"
     other = service.orders[place_order(service, refund=None)["order_id"]]
     other["pre_channels"] = []
-    order["channel_id"] = "c-mine"  # taken by the first order
+    order["channel_id"] = "c-mine"  # taken by the first order (recorded as every change is)
+    service._persist(order)
     assert service._adopt(other) is None
+
+
+def test_finished_orders_are_kept_but_out_of_every_per_block_walk():
+    """Cost that does not grow with history: a failed order with nothing to watch or
+    refund leaves the live set; a sold channel is found by index."""
+    service, node, rpc = make_service()
+    failed = service.orders[place_order(service, refund=None)["order_id"]]
+    sold = service.orders[place_order(service, refund=None)["order_id"]]
+    assert set(service.live) == {failed["order_id"], sold["order_id"]}
+    failed["order_state"] = P.FAILED
+    service._persist(failed)
+    sold.update(order_state=P.COMPLETED, channel_id="c-sold", lease_expiry_block=900)
+    service._persist(sold)
+    assert set(service.live) == {sold["order_id"]}      # its lease may still be closed
+    assert service.claims("c-sold") and service.sold == {"c-sold": sold["order_id"]}
+    restarted, _, _ = make_service(node, rpc)
+    assert set(restarted.orders) == {failed["order_id"], sold["order_id"]}
+    assert set(restarted.live) == {sold["order_id"]}
+    sold.update(closed_at_block=901)
+    service._persist(sold)
+    assert service.live == {}
