@@ -8,6 +8,7 @@ commands do is lsps/commands.py; lightningd's JSON is read in lsps/node/.
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,11 +53,14 @@ plugin.methods["getmanifest"].func = _getmanifest
 
 @plugin.init()
 def init(options, configuration, plugin, **kwargs):
+    started = time.monotonic()
     why = app.build(plugin.get_option, configuration["lightning-dir"],
                     configuration["rpc-file"], bool(state.pop("advertised", False)))
     if why:
         return {"disable": why}
-    plugin.log(f"clnlsp ready (lsp-service={'on' if plugin.get_option('lsp-service') else 'off'})")
+    service = "on" if plugin.get_option("lsp-service") else "off"
+    plugin.log(f"clnlsp ready (lsp-service={service}) in "
+               f"{round((time.monotonic() - started) * 1000)} ms")
 
 
 # --- hooks and notifications -------------------------------------------------------
