@@ -10,7 +10,6 @@ when. Messages on unknown, expired or mismatched paths are dropped.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Tuple
 
@@ -39,8 +38,8 @@ class PathContext:
 class PathBook:
     """Makes paths to the virtual node and checks the context of what arrives on them."""
 
-    def __init__(self, node_id: bytes, virtual_secret: bytes,
-                 random: Callable[[int], bytes] = os.urandom):
+    def __init__(self, random: Callable[[int], bytes], node_id: bytes, virtual_secret: bytes):
+        """`random(n)`: n fresh random bytes (os.urandom in the plugin)."""
         self.node_id = node_id
         self.virtual_secret = virtual_secret
         self.virtual_id = pubkey(virtual_secret)

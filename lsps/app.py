@@ -28,8 +28,7 @@ from lsps.asyncpay.messenger import OnionMessenger
 from lsps.asyncpay.payer import AsyncPayer
 from lsps.asyncpay.recipient import AsyncRecipient
 from lsps.asyncpay.server import StaticInvoiceServer
-from lsps.lsps0.client import blocking_call
-from lsps.lsps0.link import Lsps0
+from lsps.lsps0.link import Lsps0, blocking_call
 from lsps.lsps0.service import Dispatcher, MethodSpec
 from lsps.lsps1.client_handler import Lsps1Client
 from lsps.lsps1.service_handler import Lsps1Orders

@@ -48,7 +48,7 @@ class OnionMessenger:
         self.store = store
         self.log = log
         self.node_id = bytes.fromhex(node.node_id())
-        self.book = PathBook(self.node_id, node.makesecret(VIRTUAL_NODE_LABEL))
+        self.book = PathBook(os.urandom, self.node_id, node.makesecret(VIRTUAL_NODE_LABEL))
         self.dropped: Counter = Counter()
         self.received: Counter = Counter()
         self._handlers: Dict[str, Callable[[PathContext, onionmsg.Received], None]] = {}

@@ -5,9 +5,9 @@ Pure logic: sending, scheduling and id generation are injected.
 
 from __future__ import annotations
 
-import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Optional, Tuple
 
 import lsps.lsps0.msgs as jsonrpc
 
@@ -49,7 +49,10 @@ class Client:
     def __init__(self, send: Callable[[str, bytes, Callable[[str], None]], None],
                  schedule: Scheduler, new_id: Callable[[], str],
                  is_connected: Callable[[str], bool], timeout: float = 60.0,
-                 log: Callable[[str, str], None] = lambda msg, level: None):
+                 log: Callable[[str, str], None] = lambda msg, level: None,
+                 lock: Optional[ContextManager] = None):
+        """`lock`: held around the outstanding requests when answers and calls come
+        from several threads (the node link gives a threading.Lock)."""
         self._send = send
         self._schedule = schedule
         self._new_id = new_id
@@ -60,7 +63,7 @@ class Client:
         # Peers that sent us a malformed answer: bLIP-50 says stop talking
         # to them until they reconnect.
         self._broken: Dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else nullcontext()
 
     def call(self, peer_id: str, method: str, params: dict,
              on_done: Callable[[Any], None]) -> Optional[str]:
@@ -140,21 +143,3 @@ class Client:
         except Exception as e:  # the caller's bug must not break the tracker
             self._log(f"completion of {pending.method} failed: {e!r}", "warn")
         return True
-
-
-def blocking_call(call: Callable, peer_id: str, method: str, params: dict) -> Any:
-    """`call(peer, method, params, on_done)`, waited for on this (worker) thread.
-
-    Never waits forever: the client's own timeout always completes the call.
-    Returns the result dict or raises the ClientError."""
-    box: dict = {}
-    done = threading.Event()
-
-    def on_done(outcome):
-        box["outcome"] = outcome
-        done.set()
-    call(peer_id, method, params, on_done)
-    done.wait()
-    if isinstance(box["outcome"], ClientError):
-        raise box["outcome"]
-    return box["outcome"]

@@ -4,9 +4,10 @@ optional service, their timer and their fair sender."""
 from __future__ import annotations
 
 import secrets
+import threading
 from typing import Any, Callable, Optional
 
-from lsps.lsps0.client import Client
+from lsps.lsps0.client import Client, ClientError
 from lsps.lsps0.service import Dispatcher, Limits
 from lsps.lsps0.transport import Transport
 from lsps.node.rpc import TYPE_PREFIX, ClnNode
@@ -27,13 +28,14 @@ class Lsps0:
         self.sender = FairSender(node.send_custommsg, log=node.log)
         self.client = Client(send=self.sender.send, schedule=self.timer.schedule,
                              new_id=new_request_id, is_connected=self._is_connected,
-                             timeout=timeout, log=node.log)
+                             timeout=timeout, log=node.log, lock=threading.Lock())
         self.dispatcher: Optional[Dispatcher] = None
         if service:
             self.dispatcher = Dispatcher(
                 send=lambda peer, payload: self.sender.send(peer, payload),
-                limits=limits, log=node.log)
-        self.transport = Transport(self.client, self.dispatcher, log=node.log)
+                limits=limits, log=node.log, lock=threading.Lock())
+        self.transport = Transport(self.client, self.dispatcher, log=node.log,
+                                   lock=threading.Lock())
 
     def _is_connected(self, peer_id: str) -> bool:
         return self.transport.is_connected(peer_id)
@@ -62,3 +64,21 @@ class Lsps0:
     def call(self, peer_id: str, method: str, params: dict,
              on_done: Callable[[Any], None]) -> None:
         self.client.call(peer_id, method, params, on_done)
+
+
+def blocking_call(call: Callable, peer_id: str, method: str, params: dict) -> Any:
+    """`call(peer, method, params, on_done)`, waited for on this (worker) thread.
+
+    Never waits forever: the client's own timeout always completes the call.
+    Returns the result dict or raises the ClientError."""
+    box: dict = {}
+    done = threading.Event()
+
+    def on_done(outcome):
+        box["outcome"] = outcome
+        done.set()
+    call(peer_id, method, params, on_done)
+    done.wait()
+    if isinstance(box["outcome"], ClientError):
+        raise box["outcome"]
+    return box["outcome"]

@@ -6,9 +6,9 @@ caller injects; the dispatcher never touches the network itself.
 
 from __future__ import annotations
 
-import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, Dict, FrozenSet, Optional
+from typing import Callable, ContextManager, Dict, FrozenSet, Optional
 
 import lsps.lsps0.msgs as jsonrpc
 from lsps.lsps0.msgs import LspsError
@@ -64,14 +64,17 @@ class Stats:
 
 class Dispatcher:
     def __init__(self, send: Callable[[str, bytes], None], limits: Limits = Limits(),
-                 log: Callable[[str, str], None] = lambda msg, level: None):
+                 log: Callable[[str, str], None] = lambda msg, level: None,
+                 lock: Optional[ContextManager] = None):
+        """`lock`: held around the pending counts when calls come from several threads
+        (the node link gives a threading.Lock)."""
         self._send = send
         self._limits = limits
         self._log = log
         self._methods: Dict[str, MethodSpec] = {}
         self._pending: Dict[str, int] = {}
         self._total_pending = 0
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else nullcontext()
         self.stats = Stats()
 
     def register(self, spec: MethodSpec) -> None:

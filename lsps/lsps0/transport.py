@@ -8,8 +8,8 @@ client, whose garbage is a broken answer (bLIP-50: ignore it, log it)."""
 
 from __future__ import annotations
 
-import threading
-from typing import Callable, Optional, Set
+from contextlib import nullcontext
+from typing import Callable, ContextManager, Optional, Set
 
 import lsps.lsps0.msgs as jsonrpc
 from lsps.lsps0.client import Client
@@ -18,12 +18,13 @@ from lsps.lsps0.service import Dispatcher
 
 class Transport:
     def __init__(self, client: Client, dispatcher: Optional[Dispatcher],
-                 log: Callable[[str, str], None] = lambda msg, level: None):
+                 log: Callable[[str, str], None] = lambda msg, level: None,
+                 lock: Optional[ContextManager] = None):
         self.client = client
         self.dispatcher = dispatcher
         self._log = log
         self._connected: Set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = lock if lock is not None else nullcontext()
         self.ignored = 0
 
     # Connection tracking feeds the client's "not connected" checks.

@@ -21,7 +21,7 @@ ME = pubkey(bytes([9] * 32))
 
 
 def offer(amount=None):
-    book = PathBook(LSP, bytes([3] * 32))
+    book = PathBook(os.urandom, LSP, bytes([3] * 32))
     path, _, _ = book.make("server_offer", 0, 3600)
     return recipient.make_offer(pubkey(ISSUER), [path], "tips", amount, network="regtest")
 
@@ -53,14 +53,14 @@ def test_offer_names_the_chain_and_issuer():
     assert fields["offer_chains"] == [recipient.CHAIN_HASHES["regtest"]]
     assert fields["offer_issuer_id"] == pubkey(ISSUER).hex()
     assert fields["offer_amount_msat"] == 5000
-    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
+    path = PathBook(os.urandom, LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
     mainnet = decode_offer(build.offer_string(recipient.make_offer(pubkey(ISSUER), [path], "x")))
     assert "offer_chains" not in mainnet      # bitcoin is the default chain
 
 
 def test_static_invoice_is_signed_by_the_issuer_with_held_paths():
     data = offer()
-    book = PathBook(ME, bytes([4] * 32))
+    book = PathBook(os.urandom, ME, bytes([4] * 32))
     held = [book.make("recipient_held", 0, 60, via=LSP)[0]]
     inv = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, 1_700_000_000)
     decoded = messages.decode_static_invoice(inv)
@@ -231,7 +231,7 @@ def test_known_type_message_on_our_path_reaches_its_waiter():
     from lsps.asyncpay.messenger import OnionMessenger
     messenger = OnionMessenger(_Node(), _Store(), lambda msg, level: None)
     _, path_id, waiting = messenger.reply_path(60)
-    reply = PathBook(LSP, bytes([5] * 32)).make("x", 0, 60)[0]
+    reply = PathBook(os.urandom, LSP, bytes([5] * 32)).make("x", 0, 60)[0]
     shown = path_dict(reply)
     shown["hops"] = shown.pop("path")          # lightningd's spelling in this hook
     invoice = bytes([1, 2, 3])
@@ -260,7 +260,7 @@ def _payer():
 
 def test_payer_refuses_expired_offers_and_bad_amounts():
     from lsps.asyncpay.payer import PayError
-    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
+    path = PathBook(os.urandom, LSP, bytes([3] * 32)).make("server_offer", 0, 60)[0]
     expired = build.offer_string(recipient.make_offer(pubkey(ISSUER), [path], "old", 5000,
                                                       absolute_expiry=1000))
     with pytest.raises(PayError, match="expired"):
@@ -280,7 +280,7 @@ def test_payer_refuses_tampered_expired_or_foreign_static_invoices():
     text = build.offer_string(data)
     req = invreq_for(data)
     now = int(time.time())
-    held = [PathBook(ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
+    held = [PathBook(os.urandom, ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
     good = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, now)
     tampered = bytearray(good)
     tampered[-1] ^= 1
@@ -321,7 +321,7 @@ def test_payer_refuses_answers_not_signed_by_the_issuer():
         _payer()._pay_invoice(text, theirs, mine, 5000, SIGNERS, LIMITS)
     # (our builder refuses to sign a static invoice for another issuer's offer: the
     # check is shown with a well-signed one the payer expects from someone else)
-    held = [PathBook(ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
+    held = [PathBook(os.urandom, ME, bytes([4] * 32)).make("recipient_held", 0, 60)[0]]
     static = recipient.make_static_invoice(data, ISSUER, pay_paths(), held, int(time.time()))
     with pytest.raises(PayError, match="not signed by the offer's issuer"):
         _payer()._pay_static(text, data, static, mine, 5000, {pubkey(impostor).hex()}, LIMITS)
@@ -340,7 +340,7 @@ def test_payer_caps_fees_and_cltv_like_xpay():
 # ---- issue 11 item 14: what the recipient refuses ------------------------------------------
 
 def quantity_offer(quantity_max, amount=1000):
-    path = PathBook(LSP, bytes([3] * 32)).make("server_offer", 0, 3600)[0]
+    path = PathBook(os.urandom, LSP, bytes([3] * 32)).make("server_offer", 0, 3600)[0]
     return build.offer(offer_chains=[recipient.CHAIN_HASHES["regtest"]],
                        offer_description="stickers", offer_amount_msat=amount,
                        offer_quantity_max=quantity_max, offer_paths=[path],

@@ -22,7 +22,7 @@ def reply():
 
 @pytest.fixture
 def core():
-    return server.ServerCore(PathBook(pubkey(NODE), VIRTUAL), server.Limits(
+    return server.ServerCore(PathBook(os.urandom, pubkey(NODE), VIRTUAL), server.Limits(
         max_slots_per_recipient=2, max_recipients=1))
 
 
@@ -148,7 +148,7 @@ def test_invoice_request_answered_and_forwarded(core):
 
 
 def test_path_book_checks():
-    book = PathBook(pubkey(NODE), VIRTUAL, random=lambda n: b"\x05" * n)
+    book = PathBook(lambda n: b"\x05" * n, pubkey(NODE), VIRTUAL)
     path, path_id, ctx = book.make("p", NOW, 60, peer="x", k=1)
     assert path.first_node_id == pubkey(NODE) and len(path.hops) == 2
     assert ctx == PathContext("p", NOW + 60, "x", {"k": 1})
