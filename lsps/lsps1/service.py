@@ -12,7 +12,8 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import FrozenSet, List, Optional, Tuple
 
-from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
+import lsps.orders.payment as P
+from lsps.lsps0.msgs import LspsError
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_msat
 from lsps.orders.payment import (
     COMPLETED,
@@ -26,7 +27,6 @@ from lsps.orders.payment import (
 )
 
 OPTION_MISMATCH = 100
-UNRECOGNIZED_TOKEN = 102
 
 @dataclass(frozen=True)
 class Policy:
@@ -111,9 +111,7 @@ CREATE_ORDER_REQUIRED = frozenset({"lsp_balance_sat", "client_balance_sat",
 CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})
 
 
-def _invalid(prop: str, message: str) -> LspsError:
-    return LspsError(INVALID_PARAMS, "invalid params",
-                     {"property": prop, "message": message, "unrecognized": []})
+_invalid = P.invalid_param
 
 
 def _mismatch(prop: str, message: str) -> LspsError:
@@ -143,14 +141,7 @@ def check_order(policy: Policy, params: dict,
     announce = params["announce_channel"]
     if not isinstance(announce, bool):
         raise _invalid("announce_channel", "not a boolean")
-    token = params.get("token")
-    if token is not None and not isinstance(token, str):
-        raise _invalid("token", "not a string")
-    refund = params.get("refund_onchain_address")
-    if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
-        raise _invalid("refund_onchain_address", "not an on-chain address of this network")
-    if policy.tokens and (token or "") not in policy.tokens:
-        raise LspsError(UNRECOGNIZED_TOKEN, "unrecognized or stale token")
+    token = P.check_token_and_refund(params, policy.tokens, address_ok)
 
     lsp, client = amounts["lsp_balance_sat"], amounts["client_balance_sat"]
     if lsp < 1:
@@ -178,7 +169,8 @@ def check_order(policy: Policy, params: dict,
     for failed, prop, message in checks:
         if failed:
             raise _mismatch(prop, message)
-    return OrderRequest(lsp, client, confs, within, expiry, token or "", refund, announce)
+    return OrderRequest(lsp, client, confs, within, expiry, token or "",
+                        params.get("refund_onchain_address"), announce)
 
 
 def new_order(client_id: str, request: OrderRequest, policy: Policy, now_ms: int,

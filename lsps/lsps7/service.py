@@ -14,7 +14,7 @@ from typing import FrozenSet, Optional
 
 import lsps.lsps1.service as S
 import lsps.orders.payment as P
-from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
+from lsps.lsps0.msgs import LspsError
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_scid
 
 CREATE_ORDER_REQUIRED = frozenset({"short_channel_id", "channel_extension_expiry_blocks"})
@@ -47,9 +47,7 @@ def extendable_json(lease: dict, policy: Policy) -> dict:
     return out
 
 
-def _invalid(prop: str, message: str) -> LspsError:
-    return LspsError(INVALID_PARAMS, "invalid params",
-                     {"property": prop, "message": message, "unrecognized": []})
+_invalid = P.invalid_param
 
 
 def check_order(policy: Policy, params: dict, leases: dict,
@@ -63,15 +61,7 @@ def check_order(policy: Policy, params: dict, leases: dict,
     blocks = params["channel_extension_expiry_blocks"]
     if isinstance(blocks, bool) or not isinstance(blocks, int) or not 0 <= blocks <= 2**32 - 1:
         raise _invalid("channel_extension_expiry_blocks", "must be an integer (u32)")
-    token = params.get("token")
-    if token is not None and not isinstance(token, str):
-        raise _invalid("token", "not a string")
-    refund = params.get("refund_onchain_address")
-    if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
-        raise _invalid("refund_onchain_address", "not an on-chain address of this network")
-    # The draft gives an invalid token no code: we use LSPS1's 102.
-    if policy.tokens and (token or "") not in policy.tokens:
-        raise LspsError(S.UNRECOGNIZED_TOKEN, "unrecognized or stale token")
+    token = P.check_token_and_refund(params, policy.tokens, address_ok)
     lease = leases.get(scid)
     if lease is None:
         raise LspsError(S.OPTION_MISMATCH, "option mismatch", {

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from lsps.htlc import incorrect_or_unknown
+from lsps.lsps0.msgs import INVALID_PARAMS, LspsError
 from lsps.lsps2.msgs import format_datetime_ms
 
 ORDER_NOT_FOUND = 101
@@ -245,3 +246,27 @@ def on_block(order: dict, height: int, margin: int, now_ms: int,
 
 def on_open_failed(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     return _refund(order, f"channel open failed: {reason}", height, now_ms)
+
+
+# --- what LSPS1 and LSPS7 orders ask alike ---------------------------------------------
+UNRECOGNIZED_TOKEN = 102   # bLIP-51; the LSPS7 draft gives none and uses it too
+
+
+def invalid_param(prop: str, message: str) -> LspsError:
+    return LspsError(INVALID_PARAMS, "invalid params",
+                     {"property": prop, "message": message, "unrecognized": []})
+
+
+def check_token_and_refund(params: dict, tokens, address_ok) -> Optional[str]:
+    """The order's `token` (a string, one of `tokens` when there are any) and
+    `refund_onchain_address` (an address of this network); returns the token."""
+    token = params.get("token")
+    if token is not None and not isinstance(token, str):
+        raise invalid_param("token", "not a string")
+    refund = params.get("refund_onchain_address")
+    if refund is not None and (not isinstance(refund, str) or not address_ok(refund)):
+        raise invalid_param("refund_onchain_address", "not an on-chain address of this network")
+    if tokens and (token or "") not in tokens:
+        raise LspsError(UNRECOGNIZED_TOKEN, "unrecognized or stale token")
+    return token
+
