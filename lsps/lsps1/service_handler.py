@@ -16,8 +16,6 @@ class Lsps1Orders:
         request = S.check_order(self.policy, params, self._address_ok)
         self._admit(client_id)
         order = S.new_order(client_id, request, self.policy, now_ms())
-        if order["onchain"] is not None:
-            order["onchain"]["address"] = self.node.new_address()
         self._add_order(order, f"LSPS1 channel order {order['order_id']}",
                         self.policy.order_valid_for_s)
         self.log(f"lsps1: order {order['order_id']} for {client_id}: "

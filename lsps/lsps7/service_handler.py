@@ -52,8 +52,6 @@ class Lsps7Leases:
             order = X.new_order(peer, lease, blocks, token, self.lsps7, now_ms(),
                                 refund_onchain_address=params.get("refund_onchain_address"),
                                 onchain=self.policy.onchain)
-            if order["onchain"] is not None:
-                order["onchain"]["address"] = self.node.new_address()
             self._add_order(order, f"LSPS7 lease extension {order['order_id']}",
                             self.lsps7.order_valid_for_s)
             self.log(f"lsps7: order {order['order_id']} extends {lease['short_channel_id']} "

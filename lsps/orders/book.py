@@ -144,10 +144,13 @@ class OrderBook:
             raise LspsError(1, f"client rejected: {why} (unpaid orders)")
 
     def _add_order(self, order: dict, description: str, valid_for_s: int) -> None:
-        """Give the order its (held) invoice and record it, before answering.
+        """Give the order its (held) invoice and on-chain address and record it, before
+        answering.
 
         The preimage is ours: held parts are settled with `resolve`, which no
         invoice expiry can refuse however long the open takes."""
+        if order["onchain"] is not None:
+            order["onchain"]["address"] = self.node.new_address()
         label = f"clnlsp-{order.get('kind', 'lsps1')}-{order['order_id']}"
         preimage = secrets.token_bytes(32)
         invoice = self.node.create_invoice(
