@@ -46,10 +46,10 @@ def _templates():
     return session, order
 
 
-def _records(count):
-    """(area, key, json) of `count` finished records, unique ids and hashes."""
+def _records(first, count):
+    """(area, key, json) of `count` finished records, numbered from `first`."""
     session, order = _templates()
-    for i in range(count):
+    for i in range(first, first + count):
         if i % 2 == 0:
             scid = f"{20_000_000 + i}x{i % 1000}x0"
             yield "lsps2-sessions", scid, json.dumps({**session, "scid": scid})
@@ -104,11 +104,13 @@ def _median_ms(fn, calls):
 def test_bench_scale(node_factory, bitcoind):
     payer, lsp, receiver = node_factory.line_graph(
         3, wait_for_announce=True, fundamount=10**7,
-        opts=[{}, {"plugin": PLUGIN, "lsp-service": None, "may_reconnect": True}, {}])
-    clients = node_factory.get_nodes(len(SIZES), opts={"plugin": PLUGIN})
+        opts=[{"may_reconnect": True},
+              {"plugin": PLUGIN, "lsp-service": None, "may_reconnect": True},
+              {"may_reconnect": True}])
+    clients = node_factory.get_nodes(len(SIZES), opts={"plugin": PLUGIN, "may_reconnect": True})
     results, stored = {}, 0
     for size, client in zip(SIZES, clients, strict=True):
-        _fill(lsp, _records(size - stored))
+        _fill(lsp, _records(stored, size - stored))
         stored = size
         startup = _startup_ms(lsp)
         for node in (payer, receiver, client):
