@@ -16,6 +16,11 @@ INVALID_PARAMS = -32602
 _NODE_ID = re.compile(r"^0[23][0-9a-f]{64}$")
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also takes superscripts, which int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def require_node_id(value: Any, name: str) -> str:
     if not isinstance(value, str) or not _NODE_ID.match(value.lower()):
         raise RpcException(f"{name}: expected a 33-byte node id in hex, got {value!r}",
@@ -45,7 +50,7 @@ def optional_amount(value: Any, name: str) -> Optional[int]:
     text = str(value)
     if text.endswith("msat"):
         text = text[:-4]
-    if isinstance(value, bool) or not text.isdigit() or int(text) > 2**64 - 1:
+    if isinstance(value, bool) or not _digits(text) or int(text) > 2**64 - 1:
         raise RpcException(f"{name}: expected an amount in msat, got {value!r}", INVALID_PARAMS)
     return int(text)
 
@@ -53,7 +58,7 @@ def optional_amount(value: Any, name: str) -> Optional[int]:
 def optional_int(value: Any, name: str, minimum: int = 0) -> Optional[int]:
     if value is None:
         return None
-    if isinstance(value, bool) or not str(value).isdigit() or int(value) < minimum:
+    if isinstance(value, bool) or not _digits(str(value)) or int(value) < minimum:
         raise RpcException(f"{name}: expected an integer of at least {minimum}, got {value!r}",
                            INVALID_PARAMS)
     return int(value)

@@ -119,8 +119,6 @@ def test_optional_int_refuses_non_integers_and_small_ones(value, minimum):
         f"n: expected an integer of at least {minimum}, got {value!r}")
 
 
-@pytest.mark.xfail(strict=True, reason="str.isdigit() accepts digits int() does not parse "
-                   "(superscripts): a ValueError escapes instead of the -32602 RpcException")
 @pytest.mark.parametrize("check", [N.optional_int, N.optional_amount])
 def test_a_superscript_digit_is_invalid_params(check):
     invalid(check, "\u00b2", "n")
