@@ -86,6 +86,25 @@ def channel(peer, connected=False, scids=("5x5x5",)):
             "peer_connected": connected, "scids": list(scids)}
 
 
+class Pool(Workers):
+    """A messenger's thread pool run on this thread: each job starts as on a fresh thread
+    of the pool (the worker's jobs mark themselves `on_worker`, the connector's do not)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def run_all(self):
+        while self.jobs:
+            with self.lock:
+                fn, args = self.jobs.pop(0)
+            self.m._local.on_worker = False
+            try:
+                fn(*args)
+            finally:
+                self.m._local.on_worker = False
+
+
 class Logs(list):
     def __call__(self, message, level):
         self.append((level, message))
@@ -107,7 +126,7 @@ def make_messenger(monkeypatch, node=None, rpc=None, clock=None):
     m = messenger_mod.OnionMessenger(node, Store(lambda: rpc), logs)
     m._worker.shutdown()
     m._connector.shutdown()
-    m._worker, m._connector = Workers(), Workers()
+    m._worker, m._connector = Pool(m), Pool(m)
     m.rpc, m.clock, m.logs = rpc, clock, logs
     return m
 
