@@ -214,3 +214,17 @@ def test_forget_deletes_stored_invoices(monkeypatch, slot, left):
     assert sorted(r["slot"] for r in stored_invoices(m).values()) == left
     assert [i["slot"] for i in srv.invoices()["invoices"]] == left
     assert srv.forget("nobody") == {"forgotten": 0}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: every offer_paths_request on a server path "
+                   "persists two new year-long paths (offer, serve) with no per-recipient "
+                   "bound, so one recipient can grow the datastore at will (get_server_paths "
+                   "itself is bounded)")
+def test_repeated_offer_paths_requests_do_not_grow_the_store(monkeypatch):
+    m, srv = make_server(monkeypatch, limits=server.Limits(max_slots_per_recipient=1))
+    request = asyncmsg.OfferPathsRequest(0)
+    path = first_path(get_paths(srv)["paths"][0])
+    for _ in range(30):
+        arrive(m, path, {request.TYPE: request.encode()}, reply_path_to(PEER_SECRET))
+    assert len(m.node.injected) == 30                  # every request was answered
+    assert len(m.store.list(PATHS)) <= 1 + 2 * SERVER_PATHS_PER_RECIPIENT
