@@ -155,13 +155,15 @@ LSPS7 = X.Policy(max_extension_blocks=100, fee_base_sat=0, fee_ppm_per_block=1,
 
 def make_orders(node=None, rpc=None, connected=True, lsps7=LSPS7, policy=None,
                 close_expired=False, logs=None):
-    """A started OrderService on a fake node; its workers run when told (run_all)."""
+    """A started OrderService on a fake node; its workers run when told (run_all).
+    `connected`: a bool, or a set of the peers connected (changed by the test)."""
     node = node or OrderNode()
     rpc = rpc or MemoryRpc()
     timers = []
     service = OrderService(node, Store(lambda: rpc), policy or S.Policy(onchain=True),
                            Dispatcher(), lambda delay, fn: timers.append((delay, fn)),
-                           lambda peer: connected, 6,
+                           lambda peer: peer in connected if isinstance(connected, set)
+                           else connected, 6,
                            lambda msg, level: logs.append((level, msg)) if logs is not None
                            else None,
                            lsps7, close_expired=close_expired)
