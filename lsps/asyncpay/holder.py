@@ -80,9 +80,13 @@ class HtlcHolder:
             except HoldError as e:
                 raise LspsError(HOLD_REFUSED, str(e)) from e
             ttl = hold.expires_at - now_s()
-            path, path_id, _ = self.messenger.new_path(RELEASE, ttl, peer=call.peer_id,
-                                                       payment_hash=payment_hash)
-            hold.release_path_ids.append(path_id)
+            # Asking again for the same hold replaces its release path, so that asking
+            # at will cannot grow the store.
+            path, path_id, _ = self.messenger.new_path(
+                RELEASE, ttl, peer=call.peer_id, keep_per_peer=1,
+                alike=lambda c: (c.purpose, c.data.get("payment_hash")),
+                payment_hash=payment_hash)
+            hold.release_path_ids = [*hold.release_path_ids, path_id][-1:]
             self._save(hold)
         return {"release_paths": [path.serialize().hex()], "expires_at": hold.expires_at}
 

@@ -88,11 +88,12 @@ class OnionMessenger:
             self._handlers[purpose] = handler
 
     def remember(self, path_id: str, ctx: PathContext,
-                 keep_per_peer: Optional[int] = None) -> None:
+                 keep_per_peer: Optional[int] = None, alike=None) -> None:
         """Persist a context before its path leaves this node. `keep_per_peer`: paths a
-        peer asks for at will (server paths) are bounded: beyond it, that peer's oldest
-        path of the same purpose is forgotten (never another peer's). Expired contexts
-        are pruned as new ones come."""
+        peer asks for at will are bounded: beyond it, that peer's oldest path alike this
+        one (same purpose, or same `alike(ctx)`) is forgotten, never another peer's.
+        Expired contexts are pruned as new ones come."""
+        kind = alike or (lambda c: c.purpose)
         evict: List[str] = []
         with self._lock:
             self._remembered += 1
@@ -102,7 +103,7 @@ class OnionMessenger:
                           if c.expires_at <= now and k not in self._waiting]
             if keep_per_peer is not None:
                 same = [k for k, c in self._contexts.items()
-                        if c.peer == ctx.peer and c.purpose == ctx.purpose and k not in evict]
+                        if c.peer == ctx.peer and kind(c) == kind(ctx) and k not in evict]
                 evict += same[:max(0, len(same) + 1 - keep_per_peer)]
             for key in evict:
                 self._contexts.pop(key, None)
@@ -113,9 +114,10 @@ class OnionMessenger:
             self._contexts[path_id] = ctx
 
     def new_path(self, purpose: str, ttl_s: int, peer: Optional[str] = None,
-                 via: Optional[bytes] = None, **data):
+                 via: Optional[bytes] = None, keep_per_peer: Optional[int] = None,
+                 alike=None, **data):
         path, path_id, ctx = self.book.make(purpose, now_s(), ttl_s, peer=peer, via=via, **data)
-        self.remember(path_id, ctx)
+        self.remember(path_id, ctx, keep_per_peer, alike)
         return path, path_id, ctx
 
     def reply_path(self, ttl_s: int):

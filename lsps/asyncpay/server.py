@@ -45,7 +45,8 @@ class StaticInvoiceServer:
                 self.messenger.drop(out.drop)
                 return
             for path_id, new_ctx in out.new_paths.items():
-                self.messenger.remember(path_id, new_ctx)
+                # Asking again for a slot's offer paths replaces that slot's paths.
+                self.messenger.remember(path_id, new_ctx, keep_per_peer=1, alike=_same_slot)
             if out.invoice is not None:
                 key, record = out.invoice
                 self.store.put(INVOICES, key, record)
@@ -90,3 +91,7 @@ class StaticInvoiceServer:
                 self.store.delete(INVOICES, key)
                 del self._invoices[key]
         return {"forgotten": len(keys)}
+
+
+def _same_slot(ctx) -> tuple:
+    return ctx.purpose, ctx.data.get("slot")

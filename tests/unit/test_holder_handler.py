@@ -313,9 +313,6 @@ def test_forward_released_without_records_is_a_plain_continue():
 
 
 
-@pytest.mark.xfail(strict=True, reason="bug: every clnlsp.asyncpay.hold for the same payment "
-                   "hash adds a release path to the datastore and to the hold's record, "
-                   "unbounded until they expire (get_server_paths is bounded per peer)")
 def test_asking_again_for_the_same_hold_does_not_grow_the_store(monkeypatch):
     holder = make_holder(monkeypatch)
     for _ in range(50):

@@ -216,10 +216,6 @@ def test_forget_deletes_stored_invoices(monkeypatch, slot, left):
     assert srv.forget("nobody") == {"forgotten": 0}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: every offer_paths_request on a server path "
-                   "persists two new year-long paths (offer, serve) with no per-recipient "
-                   "bound, so one recipient can grow the datastore at will (get_server_paths "
-                   "itself is bounded)")
 def test_repeated_offer_paths_requests_do_not_grow_the_store(monkeypatch):
     m, srv = make_server(monkeypatch, limits=server.Limits(max_slots_per_recipient=1))
     request = asyncmsg.OfferPathsRequest(0)
