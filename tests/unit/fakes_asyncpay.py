@@ -3,6 +3,7 @@ payer.py): a node with the ClnNode calls they make, an onion messenger that reco
 what is sent and answers from a script, and a manual clock."""
 import hashlib
 import json
+import os
 import queue
 
 from pyln.client import RpcError
@@ -120,7 +121,7 @@ class FakeMessenger:
 
     def __init__(self, name: str = "me"):
         self.node_id = node_key(name)
-        self.book = PathBook(self.node_id, key(name + " virtual"))
+        self.book = PathBook(os.urandom, self.node_id, key(name + " virtual"))
         self.sent = []            # (path, contents, reply_path)
         self.dropped = []
         self.handlers = {}

@@ -23,7 +23,7 @@ ISSUER = key("issuer")
 LSP = node_key("lsp")             # introduction node of the recipient's payment paths
 ME = node_key("recipient")
 MID = node_key("mid").hex()       # a node between the payer and the LSP
-OFFER_BOOK = PathBook(LSP, key("lsp virtual"))
+OFFER_BOOK = PathBook(os.urandom, LSP, key("lsp virtual"))
 HOLDER = node_key("holder").hex()  # the payer's LSP, holding HTLCs
 
 
@@ -52,7 +52,7 @@ def invoice_for(invreq, offer, amount=None, paths=None, created_at=NOW, secret=I
 
 
 def static_for(offer, created_at=NOW, paths=None, held=2):
-    held_paths = [PathBook(ME, key("me virtual")).make("recipient_held", NOW, 60)[0]
+    held_paths = [PathBook(os.urandom, ME, key("me virtual")).make("recipient_held", NOW, 60)[0]
                   for _ in range(held)]
     return recipient.make_static_invoice(offer, ISSUER, paths or pay_paths(), held_paths,
                                          created_at)
@@ -93,8 +93,8 @@ def make_env(clock, offer, answers, ask=None, grace=3.0):
 
     def default_ask(peer, method, params):
         asked.append((peer, method, params))
-        return {"release_paths": [PathBook(bytes.fromhex(HOLDER), key("holder virtual")).make(
-            "release", NOW, 60)[0].serialize().hex()]}
+        book = PathBook(os.urandom, bytes.fromhex(HOLDER), key("holder virtual"))
+        return {"release_paths": [book.make("release", NOW, 60)[0].serialize().hex()]}
     payer = P.AsyncPayer(node, Store(lambda: rpc), messenger, ask or default_ask,
                          lambda msg, level: logs.append((level, msg)), invoice_grace_s=grace)
     return SimpleNamespace(p=payer, rpc=rpc, node=node, messenger=messenger, them=them,

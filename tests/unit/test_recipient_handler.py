@@ -31,7 +31,7 @@ from lsps.node.store import Store
 
 SERVER = node_key("server").hex()
 OTHER = node_key("other server").hex()
-SERVER_BOOK = PathBook(bytes.fromhex(SERVER), key("server virtual"))
+SERVER_BOOK = PathBook(os.urandom, bytes.fromhex(SERVER), key("server virtual"))
 PATH_KEY_TLV = "0021" + "02" + "ee" * 32   # update_add_htlc TLV 0: a path key came
 
 
