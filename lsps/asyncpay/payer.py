@@ -220,7 +220,19 @@ class AsyncPayer:
               invreq: Optional[bytes] = None, before_sending=None,
               limits: Optional["payer.Limits"] = None) -> str:
         """Send along the first usable path within the fee and CLTV limits; the first
-        hop's id."""
+        hop's id. A payment that never left is recorded as failed, with why."""
+        try:
+            return self._send_first_usable(record, routes, amount, payment_hash, final_extra,
+                                           preimage, invreq, before_sending, limits)
+        except PayError as e:
+            if not record.get("first_hop"):
+                record["failure"] = str(e)
+                self._save(record)
+            raise
+
+    def _send_first_usable(self, record: dict, routes, amount: int, payment_hash: bytes,
+                           final_extra: int, preimage: Optional[bytes], invreq: Optional[bytes],
+                           before_sending, limits: Optional["payer.Limits"]) -> str:
         height = self.node.blockheight()
         errors = []
         for path, info in routes:
@@ -283,6 +295,8 @@ class AsyncPayer:
         attempt = self.node.sendpay_status(payment_hash) or {}
         state = {"complete": "complete", "failed": "failed"}.get(attempt.get("status"),
                                                                  "pending")
+        if not attempt and record.get("failure"):
+            state = "failed"   # it never left this node
         out = {"payment_hash": payment_hash, "kind": record["kind"],
                "amount_msat": record["amount_msat"], "state": state,
                "created_at": record["created_at"], "first_hop": record.get("first_hop"),
@@ -292,6 +306,8 @@ class AsyncPayer:
             out["payment_preimage"] = attempt.get("payment_preimage")
         if state == "failed" and attempt.get("erroronion"):
             out["error"] = "failed along the route"
+        elif state == "failed" and record.get("failure"):
+            out["error"] = record["failure"]
         return out
 
     def list(self) -> dict:

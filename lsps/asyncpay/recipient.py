@@ -71,6 +71,7 @@ class AsyncRecipient:
         self.issuer_secret = node.makesecret(ISSUER_LABEL)
         self.issuer_id = pubkey(self.issuer_secret)
         self._lock = threading.RLock()
+        self._taking: Dict[str, set] = {}   # server id -> slots being set up right now
         self.offers: Dict[str, dict] = {}
         self.paypaths: Dict[str, dict] = {}
         self.issued: Dict[str, dict] = {}
@@ -96,16 +97,32 @@ class AsyncRecipient:
         except (KeyError, TypeError, ValueError) as e:
             raise RecipientError(f"{server_id} sent unusable server paths: {e}") from e
         with self._lock:
+            # Taken now, not when the record is saved: two offers made at once must
+            # not share a slot (the second invoice would replace the first's).
             used = {o["slot"] for o in self.offers.values() if o["server_id"] == server_id}
+            used |= self._taking.get(server_id, set())
             slot = next((s for s in range(MAX_SLOTS) if s not in used), None)
+            if slot is not None:
+                self._taking.setdefault(server_id, set()).add(slot)
         if slot is None:
             raise RecipientError(f"all {MAX_SLOTS} slots at {server_id} hold offers; "
                                  "forget one with asyncpay-forgetoffer")
+        try:
+            return self._create_offer(server_id, server_paths, slot, description, amount_msat)
+        finally:
+            with self._lock:
+                self._taking[server_id].discard(slot)
+
+    def _create_offer(self, server_id: str, server_paths: list, slot: int, description: str,
+                      amount_msat: Optional[int]) -> dict:
         got = self._ask_server(server_paths[0], asyncmsg.OfferPathsRequest(slot),
                                onionmsg.OFFER_PATHS)
         if got is None:
             raise RecipientError(f"{server_id} did not answer offer_paths_request")
-        offer_paths = asyncmsg.OfferPaths.decode(got.contents[onionmsg.OFFER_PATHS])
+        try:
+            offer_paths = asyncmsg.OfferPaths.decode(got.contents[onionmsg.OFFER_PATHS])
+        except DecodeError as e:
+            raise RecipientError(f"{server_id} sent an unreadable offer_paths: {e}") from e
         if got.reply_path is None:
             raise RecipientError(f"{server_id}'s offer_paths has no path to serve the invoice")
         offer = recipient.make_offer(self.issuer_id, offer_paths.paths, description,
@@ -122,6 +139,8 @@ class AsyncRecipient:
     def serve(self, offer_id: str) -> bool:
         """Build a fresh static invoice for the offer and have the server persist it."""
         with self._lock:
+            if offer_id not in self.offers:
+                return False   # forgotten meanwhile
             record = dict(self.offers[offer_id])
         offer = bytes.fromhex(record["offer"])
         server = bytes.fromhex(record["server_id"])

@@ -461,9 +461,6 @@ def test_static_invoice_signed_by_someone_else_is_refused(clock):
 
 # ---- bugs found --------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="the payment record is stored before _send, and a "
-                   "PayError there (no usable path, sendonion failed) leaves it: lightningd "
-                   "has no sendpay for it, so status() and list() call it 'pending' forever")
 def test_a_payment_that_never_left_is_not_listed_as_pending(env):
     env.node.routes[LSP.hex()] = rpc_error("no path")
     with pytest.raises(P.PayError, match="no usable payment path"):

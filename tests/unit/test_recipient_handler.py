@@ -642,10 +642,6 @@ def test_a_payment_our_payer_built_from_our_static_invoice_is_claimed(env, monke
 
 # ---- bugs found --------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="create_offer picks a slot under the lock but takes it "
-                   "only when the record is saved, after the offer_paths exchange: two "
-                   "asyncpay-offer calls at once (4 client workers) get the same slot, and the "
-                   "second static invoice replaces the first at the server")
 def test_offers_created_at_once_at_one_server_get_different_slots(env):
     inner = []
 
@@ -658,9 +654,6 @@ def test_offers_created_at_once_at_one_server_get_different_slots(env):
     assert sorted([first["slot"], inner[0]["slot"]]) == [0, 1]
 
 
-@pytest.mark.xfail(strict=True, reason="a malformed offer_paths answer escapes as a bare "
-                   "DecodeError (RPC internal error -32603) instead of RecipientError (1601) "
-                   "naming the server, as every other server misbehaviour is reported")
 def test_malformed_offer_paths_answer_is_a_recipient_error(env):
     env.messenger.respond = lambda path, contents: [({onionmsg.OFFER_PATHS: b"\x01"},
                                                       server_path())]
@@ -668,9 +661,6 @@ def test_malformed_offer_paths_answer_is_a_recipient_error(env):
         env.r.create_offer(SERVER, "tips", None)
 
 
-@pytest.mark.xfail(strict=True, reason="refresh_due lists due offers, then serve() indexes "
-                   "self.offers[offer_id]: an offer forgotten meanwhile raises KeyError, which "
-                   "stops the refresh of every offer after it in that round")
 def test_refresh_skips_an_offer_forgotten_meanwhile_and_serves_the_rest(env):
     env.server.persist = False
     a, b, c = (env.r.create_offer(SERVER, name, None)["offer_id"] for name in "abc")
