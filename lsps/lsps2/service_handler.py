@@ -32,7 +32,10 @@ from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
 from lsps.runtime.threads import arm_deadline, now_ms
 
-SESSIONS = Area("lsps2-sessions")    # JIT sessions (lsps/lsps2/service.py)
+SESSIONS = Area("lsps2-sessions")
+# Finished sessions past valid_until, moved out of SESSIONS so start-up reads only
+# what can still change; read on demand by the operator view.
+SESSIONS_DONE = Area("lsps2-sessions-done")    # JIT sessions (lsps/lsps2/service.py)
 # Channel opens in flight at once (one per peer); apart from request handling so
 # stalled peers never hold up lsps2.buy.
 MAX_OPENS = 16
@@ -45,6 +48,14 @@ SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 PRUNE_EVERY_MS = 3600 * 1000
 
 Responder = Callable[[dict], None]
+
+
+def _record(session: dict) -> dict:
+    """What is stored of a session: no in-memory marks."""
+    record = {k: v for k, v in session.items() if not k.startswith("_")}
+    record["parts"] = [{k: v for k, v in p.items() if k != "replayed"}
+                       for p in session["parts"]]
+    return record
 
 
 def _finished(session: dict) -> bool:
@@ -155,8 +166,9 @@ class Lsps2Service(JitOpening):
             block = 10_000_000 + secrets.randbelow(6_000_000)
             scid = block << 40 | secrets.randbelow(1 << 24) << 16 | secrets.randbelow(1 << 16)
             with self.lock:
-                if scid not in taken and format_scid(scid) not in self.sessions:
-                    return format_scid(scid)
+                fresh = scid not in taken and format_scid(scid) not in self.sessions
+            if fresh and self.store.get(SESSIONS_DONE, format_scid(scid)) is None:
+                return format_scid(scid)
 
     def claims(self, channel_id: str) -> bool:
         """Is this channel a JIT session's (opened, or being opened)?"""
@@ -293,19 +305,29 @@ class Lsps2Service(JitOpening):
                 self._persist(session)
 
     def _prune(self) -> None:
-        """Forget finished sessions long past valid_until. Caller holds the lock; at
-        most once an hour, so that blocks do not walk every stored session."""
+        """At most once an hour, on a worker: finished sessions past valid_until move
+        to the archive (an HTLC to their scid fails either way), and archived ones past
+        the retention are forgotten."""
         if now_ms() < self._next_prune_ms:
             return
         self._next_prune_ms = now_ms() + PRUNE_EVERY_MS
-        cutoff = now_ms() - SESSION_RETENTION_MS
-        for scid, session in list(self.sessions.items()):
-            if _finished(session) and session["valid_until_ms"] < cutoff:
-                del self.sessions[scid]
-                self.live.pop(scid, None)
-                for channel in (session["channel_id"], session.get("opening_channel_id")):
-                    self.by_channel.pop(channel, None)
-                self.store.delete(SESSIONS, scid)
+        self.workers.submit(self._archive)
+
+    def _archive(self) -> None:
+        now = now_ms()
+        with self.lock:
+            done = [s for s in self.sessions.values()
+                    if _finished(s) and s["valid_until_ms"] <= now]
+        for session in done:   # archive first: a crash in between leaves both copies
+            self.store.put(SESSIONS_DONE, session["scid"], _record(session))
+            self.store.delete(SESSIONS, session["scid"])
+            with self.lock:
+                self.sessions.pop(session["scid"], None)
+                self.live.pop(session["scid"], None)
+        cutoff = now - SESSION_RETENTION_MS
+        for scid, session in self.store.list(SESSIONS_DONE).items():
+            if session["valid_until_ms"] < cutoff:
+                self.store.delete(SESSIONS_DONE, scid)
 
     def _index(self, session: dict) -> None:
         """Keep the indexes right after a session changed. Caller holds the lock."""
@@ -320,16 +342,19 @@ class Lsps2Service(JitOpening):
 
     def _persist(self, session: dict) -> None:
         self._index(session)
-        record = {k: v for k, v in session.items() if not k.startswith("_")}
-        record["parts"] = [{k: v for k, v in p.items() if k != "replayed"}
-                           for p in session["parts"]]
-        self.store.put(SESSIONS, session["scid"], record)
+        self.store.put(SESSIONS, session["scid"], _record(session))
 
     # --- operator view -------------------------------------------------------------
     def list_sessions(self, peer_id: Optional[str], scid: Optional[str]) -> List[dict]:
+        if scid is not None:
+            archived = self.store.get(SESSIONS_DONE, scid)
+            archived = {scid: archived} if archived else {}
+        else:
+            archived = self.store.list(SESSIONS_DONE)
         with self.lock:
             out = []
-            for s in self.sessions.values():
+            for s in list(self.sessions.values()) + [
+                    a for k, a in archived.items() if k not in self.sessions]:
                 if peer_id and s["client_id"] != peer_id or scid and s["scid"] != scid:
                     continue
                 out.append({

@@ -447,9 +447,15 @@ def test_finished_sessions_are_pruned_after_the_retention(clock):
     clock.advance(600_000)
     svc.timers[-1][1]()  # valid_until passed unpaid
     assert stored(rpc, SESSIONS, scid)["state"] == S.FAILED
+    restarted, _, _ = make_service(rpc)       # the start-up sweep archives it
+    restarted.workers.run_all()
+    assert stored(rpc, SESSIONS, scid) is None and scid not in restarted.sessions
+    assert stored(rpc, handler.SESSIONS_DONE, scid)["state"] == S.FAILED
+    assert [s["jit_channel_scid"] for s in restarted.list_sessions(None, None)] == [scid]
+    assert restarted.list_sessions(None, scid)[0]["state"] == S.FAILED
     clock.advance(handler.SESSION_RETENTION_MS + 1)
-    make_service(rpc)
-    assert stored(rpc, SESSIONS, scid) is None
+    make_service(rpc)[0].workers.run_all()
+    assert stored(rpc, handler.SESSIONS_DONE, scid) is None
 
 
 def test_operator_list_shows_sessions_with_their_parts(clock):

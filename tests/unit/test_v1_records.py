@@ -41,6 +41,7 @@ from lsps.node.store import PREFIX, Area, Store
 lsps1 = SimpleNamespace(ORDERS=book.ORDERS.name, LEASES=book.LEASES.name,
                         BOUGHT=lsps1_client.BOUGHT.name)
 lsps2 = SimpleNamespace(SESSIONS=lsps2_service.SESSIONS.name,
+                        SESSIONS_DONE=lsps2_service.SESSIONS_DONE.name,
                         PURCHASES=lsps2_client.PURCHASES.name)
 asynchold = SimpleNamespace(HOLDS=holder.HOLDS.name, RELEASE=holder.RELEASE)
 asyncpayer = SimpleNamespace(PAYMENTS=payer.PAYMENTS.name)
@@ -50,7 +51,8 @@ asyncrecipient = SimpleNamespace(OFFERS=recipient.OFFERS.name, PAYPATHS=recipien
                                  ISSUED=recipient.ISSUED.name, RECEIVED=recipient.RECEIVED.name,
                                  HELD=recipient.HELD, INVREQ=recipient.INVREQ)
 AREAS = {a.name: a for a in (book.ORDERS, book.LEASES, lsps1_client.BOUGHT,
-                             lsps2_service.SESSIONS, lsps2_client.PURCHASES, holder.HOLDS,
+                             lsps2_service.SESSIONS, lsps2_service.SESSIONS_DONE,
+                             lsps2_client.PURCHASES, holder.HOLDS,
                              payer.PAYMENTS, messenger.PATHS, messenger.INVOICES,
                              messenger.MAILBOX, recipient.OFFERS, recipient.PAYPATHS,
                              recipient.ISSUED, recipient.RECEIVED)}
@@ -178,6 +180,9 @@ REQUIRED = {
     lsps2.SESSIONS: {"scid", "client_id", "params", "valid_until_ms", "payment_size_msat",
                      "opening_fee_msat", "state", "parts", "payment_hash", "first_part_ms",
                      "channel_id", "created_ms", "updated_ms", "failures", "forwards"},
+    lsps2.SESSIONS_DONE: {"scid", "client_id", "params", "valid_until_ms", "payment_size_msat",
+                     "opening_fee_msat", "state", "parts", "payment_hash", "first_part_ms",
+                     "channel_id", "created_ms", "updated_ms", "failures", "forwards"},
     lsps2.PURCHASES: {"lsp_id", "payment_hash", "label", "bolt11", "jit_channel_scid",
                       "lsp_cltv_expiry_delta", "client_trusts_lsp", "opening_fee_params",
                       "payment_size_msat", "opening_fee_msat", "pre_channels",
@@ -251,7 +256,7 @@ def test_record_loads_with_its_fields(area, entry):
     elif area == lsps1.BOUGHT:
         assert isinstance(record["order"].get("order_id"), str)
         assert record["order"]["order_id"] == key[2]
-    elif area == lsps2.SESSIONS:
+    elif area in (lsps2.SESSIONS, lsps2.SESSIONS_DONE):
         assert record["scid"] == key[2]
         for part in record["parts"]:
             assert missing(part, SESSION_PART) == []
