@@ -23,9 +23,9 @@ class Lsps1Orders:
         return S.order_json(order, self.policy)
 
     def _get_order(self, call) -> dict:
+        order = self._find(call.peer_id, call.params["order_id"], "lsps1")  # may read the archive
         with self.lock:
-            return S.order_json(self._find(call.peer_id, call.params["order_id"], "lsps1"),
-                                self.policy)
+            return S.order_json(order, self.policy)
 
     def _close_expired_leases(self, height: int) -> None:
         """lsp-lsps1-close-expired: close channels whose lease (with its

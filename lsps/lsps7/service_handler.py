@@ -61,8 +61,7 @@ class Lsps7Leases:
 
     def _get_extension(self, call):
         def do(peer, params):
-            with self.lock:
-                order = self._find(peer, params["order_id"], "lsps7")
+            order = self._find(peer, params["order_id"], "lsps7")   # may read the archive
             lease = self._leases_of(peer).get(order["short_channel_id"]) or \
                 self._stored_lease(order)
             return X.order_json(order, lease, self.lsps7, self.policy)

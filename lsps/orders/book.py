@@ -29,6 +29,9 @@ from lsps.orders.refunds import Refunds
 from lsps.runtime.threads import arm_deadline, now_ms
 
 ORDERS = Area("lsps1-orders")    # order dicts (lsps/orders/payment.py)
+# Orders nothing can happen to any more, their invoice expired: moved out of ORDERS
+# so start-up reads only what can still change; read on demand (get_order, views).
+ORDERS_DONE = Area("lsps1-orders-done")
 LEASES = Area("leases")          # channel_id -> lease after an LSPS7 extension
 MAX_UNPAID_ORDERS_PER_PEER = 10
 MAX_UNPAID_ORDERS_TOTAL = 10_000
@@ -39,8 +42,14 @@ INVOICE_CLTV_SLACK = 2
 
 
 PRUNE_EVERY_MS = 3600 * 1000
+ARCHIVE_AFTER_EXPIRY_MS = 3600 * 1000
 
 Responder = Callable[[dict], None]
+
+
+def _record(order: dict) -> dict:
+    """What is stored of an order: no in-memory marks."""
+    return {k: v for k, v in order.items() if not k.startswith("_")}
 
 
 def _live(order: dict) -> bool:
@@ -103,7 +112,7 @@ class OrderBook(Refunds):
                 self._index(order)
                 self._arm(order)
         self.schedule(REPLAY_GRACE_S, self._after_replay)
-        self._prune()
+        self._prune_if_due()
 
     def _after_replay(self) -> None:
         """A held order whose open was cut short by a restart: open now."""
@@ -168,7 +177,7 @@ class OrderBook(Refunds):
 
     def _find(self, peer_id: str, order_id, kind: str) -> dict:
         """The peer's own order of this kind, else 101 (others' orders do not exist)."""
-        order = self.orders.get(order_id) if isinstance(order_id, str) else None
+        order = self._stored(order_id) if isinstance(order_id, str) else None
         if order is None or order["client_id"] != peer_id or order.get("kind", "lsps1") != kind:
             raise LspsError(P.ORDER_NOT_FOUND, "order not found", {})
         return order
@@ -344,6 +353,35 @@ class OrderBook(Refunds):
         if now_ms() >= self._next_prune_ms:
             self._next_prune_ms = now_ms() + PRUNE_EVERY_MS
             self._prune()
+            self.workers.submit(self._archive)
+
+    def _archive(self) -> None:
+        """Orders that can no longer change and whose invoice has expired (lightningd
+        then refuses an HTLC for it by itself) move to the archive; archived failed
+        orders are forgotten after lsp-lsps1-prune-after, like the others."""
+        now = now_ms()
+        with self.lock:
+            done = [o for o in self.orders.values() if not _live(o)
+                    and o["expires_ms"] + ARCHIVE_AFTER_EXPIRY_MS <= now
+                    and o["order_id"] not in self.refunding]
+        for order in done:   # archive first: a crash in between leaves both copies
+            self.store.put(ORDERS_DONE, order["order_id"], _record(order))
+            self.store.delete(ORDERS, order["order_id"])
+            with self.lock:
+                self.orders.pop(order["order_id"], None)
+                self.live.pop(order["order_id"], None)
+                self.by_hash.pop(order["bolt11"]["payment_hash"], None)
+        cutoff = now - self.prune_after_s * 1000
+        for order_id, order in self.store.list(ORDERS_DONE).items():
+            if order["order_state"] == P.FAILED and order["expires_ms"] <= cutoff and \
+                    order["updated_ms"] <= cutoff:
+                self.store.delete(ORDERS_DONE, order_id)
+
+    def _stored(self, order_id: str) -> Optional[dict]:
+        """An order, live or archived."""
+        with self.lock:
+            order = self.orders.get(order_id)
+        return order if order is not None else self.store.get(ORDERS_DONE, order_id)
 
     def _index(self, order: dict) -> None:
         """Keep the indexes right after an order changed. Caller holds the lock."""
@@ -358,5 +396,4 @@ class OrderBook(Refunds):
 
     def _persist(self, order: dict) -> None:
         self._index(order)
-        self.store.put(ORDERS, order["order_id"],
-                       {k: v for k, v in order.items() if not k.startswith("_")})
+        self.store.put(ORDERS, order["order_id"], _record(order))

@@ -2,6 +2,7 @@
 channel only, and no open for an order whose payment went back."""
 import hashlib
 
+import pytest
 from fakes import Dispatcher, MemoryRpc, Workers, htlc_event
 
 import lsps.lsps1.service as S
@@ -262,3 +263,34 @@ def test_finished_orders_are_kept_but_out_of_every_per_block_walk():
     sold.update(closed_at_block=901)
     service._persist(sold)
     assert service.live == {}
+
+
+def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
+    """Start-up reads only orders that can change: a failed order whose invoice has
+    expired is archived, get_order and the operator view still find it, an HTLC for
+    it is no longer ours (lightningd refuses the expired invoice)."""
+    import lsps.orders.book as book
+    from lsps.lsps0.msgs import LspsError
+    service, node, rpc = make_service()
+    order = service.orders[place_order(service, refund=None)["order_id"]]
+    order_id, payment_hash = order["order_id"], order["bolt11"]["payment_hash"]
+    order["order_state"] = P.FAILED
+    service._persist(order)
+    service._archive()
+    assert order_id in service.orders           # its invoice has not expired yet
+    later = order["expires_ms"] + book.ARCHIVE_AFTER_EXPIRY_MS
+    monkeypatch.setattr(book, "now_ms", lambda: later)
+    restarted, _, _ = make_service(node, rpc)
+    restarted.workers.run_all()
+    assert order_id not in restarted.orders and not restarted.owns_payment(
+        htlc_event({}, payment_hash=payment_hash))
+    assert Store(lambda: rpc).get(book.ORDERS, order_id) is None
+    got = restarted._find(CLIENT, order_id, "lsps1")
+    assert got["order_state"] == P.FAILED
+    assert [o["order_id"] for o in restarted.list_orders(None, None)] == [order_id]
+    with pytest.raises(LspsError):
+        restarted._find("02" + "cd" * 32, order_id, "lsps1")   # not another peer's
+    # forgotten after lsp-lsps1-prune-after, as before
+    monkeypatch.setattr(book, "now_ms", lambda: later + 86400_000 + 1)
+    restarted._archive()
+    assert Store(lambda: rpc).get(book.ORDERS_DONE, order_id) is None

@@ -38,7 +38,8 @@ from lsps.lsps2.client_handler import Lsps2Client
 from lsps.node.store import PREFIX, Area, Store
 
 # The areas by module, as names (the fixture's keys).
-lsps1 = SimpleNamespace(ORDERS=book.ORDERS.name, LEASES=book.LEASES.name,
+lsps1 = SimpleNamespace(ORDERS=book.ORDERS.name, ORDERS_DONE=book.ORDERS_DONE.name,
+                        LEASES=book.LEASES.name,
                         BOUGHT=lsps1_client.BOUGHT.name)
 lsps2 = SimpleNamespace(SESSIONS=lsps2_service.SESSIONS.name,
                         SESSIONS_DONE=lsps2_service.SESSIONS_DONE.name,
@@ -50,7 +51,7 @@ asyncpay = SimpleNamespace(PATHS=messenger.PATHS.name, INVOICES=messenger.INVOIC
 asyncrecipient = SimpleNamespace(OFFERS=recipient.OFFERS.name, PAYPATHS=recipient.PAYPATHS.name,
                                  ISSUED=recipient.ISSUED.name, RECEIVED=recipient.RECEIVED.name,
                                  HELD=recipient.HELD, INVREQ=recipient.INVREQ)
-AREAS = {a.name: a for a in (book.ORDERS, book.LEASES, lsps1_client.BOUGHT,
+AREAS = {a.name: a for a in (book.ORDERS, book.ORDERS_DONE, book.LEASES, lsps1_client.BOUGHT,
                              lsps2_service.SESSIONS, lsps2_service.SESSIONS_DONE,
                              lsps2_client.PURCHASES, holder.HOLDS,
                              payer.PAYMENTS, messenger.PATHS, messenger.INVOICES,
@@ -174,6 +175,7 @@ ORDER = {"order_id", "client_id", "order_state", "bolt11", "request", "onchain",
          "order_total_sat", "failure", "channel_id"}
 REQUIRED = {
     lsps1.ORDERS: ORDER,
+    lsps1.ORDERS_DONE: ORDER,
     lsps1.BOUGHT: {"lsp_id", "order", "updated_at"},
     lsps1.LEASES: {"channel_id", "client_id", "short_channel_id", "capacity_sat",
                    "expiration_block", "original_order_id", "extension_order_ids"},
@@ -241,7 +243,7 @@ def test_record_loads_with_its_fields(area, entry):
     assert store_of(entry).list(AREAS[area]) == {key[2]: record}
     assert missing(record, REQUIRED[area]) == []
 
-    if area == lsps1.ORDERS:
+    if area in (lsps1.ORDERS, lsps1.ORDERS_DONE):
         kind = record.get("kind", "lsps1")
         assert kind in ("lsps1", "lsps7")
         assert missing(record, LSPS1_ORDER if kind == "lsps1" else LSPS7_ORDER) == []
