@@ -145,7 +145,8 @@ class Commands:
         return self.asyncpay_server().server_paths(recipient_id)
 
     def forget_invoices(self, recipient_id, slot) -> dict:
-        return self.asyncpay_server().forget(recipient_id, optional_int(slot, "slot"))
+        slot = optional_int(slot, "slot")   # arguments are checked before the role
+        return self.asyncpay_server().forget(recipient_id, slot)
 
     def asyncpay(self, request, work: Callable[[], Any]) -> None:
         """Run an async-payment command on a worker; its errors become RPC error 1601."""

@@ -386,6 +386,8 @@ def test_server_paths_and_forget_invoices_when_the_server_is_off():
     cmd, _ = commands()
     assert off(cmd.server_paths, None) == SERVER_OFF
     assert off(cmd.forget_invoices, "r", None) == SERVER_OFF
+    # a bad argument is answered as such even with the server off (as lightningd does)
+    assert invalid(cmd.forget_invoices, "r", "one").startswith("slot: ")
 
 
 @pytest.mark.parametrize("recipient", ["", 5, "r" * 67])
