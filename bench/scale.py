@@ -6,7 +6,8 @@ Prints one JSON object and writes it to bench/results/scale.json.
 
 The LSP's datastore is filled straight through `datastore` with finished records
 (half LSPS2 sessions, half LSPS1 orders, made from the v1 fixtures), to each size in
-turn. At each size the LSP is restarted and we measure:
+turn, where the plugin keeps them: in the archive areas its hourly sweep moves them to
+(lsps2-sessions-done, lsps1-orders-done). At each size the LSP is restarted and we measure:
 - start-up: the plugin's own `init` time (it logs "clnlsp ready ... in N ms");
 - lsps2.buy: median latency of `lsps2-buy` from a fresh client (N calls);
 - an unrelated forward: median `xpay` time payer -> LSP -> receiver (N payments),
@@ -34,6 +35,12 @@ CALLS = int(os.environ.get("BENCH_CALLS", "15"))
 FIXTURES = os.path.join(ROOT, "tests", "unit", "fixtures", "v1_records.json")
 WRITERS = 4
 
+sys.path.insert(0, ROOT)
+from lsps.lsps2.service_handler import SESSIONS_DONE as _SESSIONS_DONE  # noqa: E402
+from lsps.orders.book import ORDERS_DONE as _ORDERS_DONE  # noqa: E402
+
+SESSIONS_DONE, ORDERS_DONE = _SESSIONS_DONE.name, _ORDERS_DONE.name
+
 
 def _templates():
     with open(FIXTURES) as f:
@@ -52,13 +59,13 @@ def _records(first, count):
     for i in range(first, first + count):
         if i % 2 == 0:
             scid = f"{20_000_000 + i}x{i % 1000}x0"
-            yield "lsps2-sessions", scid, json.dumps({**session, "scid": scid})
+            yield SESSIONS_DONE, scid, json.dumps({**session, "scid": scid})
         else:
             order_id = f"bench-{i:08d}"
             bolt11 = {**order["bolt11"], "payment_hash": secrets.token_hex(32),
                       "label": f"clnlsp-lsps1-{order_id}"}
-            yield "lsps1-orders", order_id, json.dumps({**order, "order_id": order_id,
-                                                        "bolt11": bolt11})
+            yield ORDERS_DONE, order_id, json.dumps({**order, "order_id": order_id,
+                                                     "bolt11": bolt11})
 
 
 def _fill(lsp, records):
