@@ -5,26 +5,12 @@ after a restart, given up at its deadline; then waiting for the channel to be us
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import lsps.lsps2.service as S
 from lsps.node.rpc import FundingError
-from lsps.node.store import Area
 from lsps.runtime.threads import now_ms
 
-SESSIONS = Area("lsps2-sessions")    # JIT sessions (lsps/lsps2/service.py)
-# Channel opens in flight at once (one per peer); apart from request handling so
-# stalled peers never hold up lsps2.buy.
-MAX_OPENS = 16
-# Unpaid JIT sessions one peer may hold at once (each is a stored record).
-MAX_ACTIVE_SESSIONS_PER_PEER = 20
-MAX_ACTIVE_SESSIONS_TOTAL = 10_000
-# Finished sessions stay visible to the operator this long after valid_until.
-SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
-
-PRUNE_EVERY_MS = 3600 * 1000
-
-Responder = Callable[[dict], None]
 
 class JitOpening:
     """Needs Lsps2Service's state: sessions, lock, node, workers, openers."""

@@ -32,10 +32,10 @@ from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
 from lsps.runtime.threads import arm_deadline, now_ms
 
-SESSIONS = Area("lsps2-sessions")
+SESSIONS = Area("lsps2-sessions")    # JIT sessions (lsps/lsps2/service.py)
 # Finished sessions past valid_until, moved out of SESSIONS so start-up reads only
 # what can still change; read on demand by the operator view.
-SESSIONS_DONE = Area("lsps2-sessions-done")    # JIT sessions (lsps/lsps2/service.py)
+SESSIONS_DONE = Area("lsps2-sessions-done")
 # Channel opens in flight at once (one per peer); apart from request handling so
 # stalled peers never hold up lsps2.buy.
 MAX_OPENS = 16

@@ -8,17 +8,8 @@ from typing import List
 
 import lsps.orders.payment as P
 from lsps.addresses import segwit_script
-from lsps.node.store import Area
 from lsps.runtime.threads import now_ms
 
-ORDERS = Area("lsps1-orders")    # order dicts (lsps/orders/payment.py)
-LEASES = Area("leases")          # channel_id -> lease after an LSPS7 extension
-MAX_UNPAID_ORDERS_PER_PEER = 10
-MAX_UNPAID_ORDERS_TOTAL = 10_000
-REPLAY_GRACE_S = 15
-# Blocks beyond cltv-final plus the hold margin asked of payers in the invoice, so an
-# honest payment a block behind still passes the arrival check.
-INVOICE_CLTV_SLACK = 2
 
 class Refunds:
     """Needs the order book's state: orders, lock, node, store, refunding."""
