@@ -173,3 +173,21 @@ class Dispatcher:
             self._total_pending -= 1
             self.stats.answered += 1
         self._send(call.peer_id, payload)
+
+
+def answer_later(submit: Callable, call: "Call", do: Callable[[str, dict], dict],
+                 log: Callable[[str, str], None]):
+    """Answer `call` with do(peer, params) run by `submit` (a worker pool's: it makes
+    RPC calls): an LspsError is the peer's error answer, anything else is logged and
+    answered -32603. Returns DEFERRED for the dispatcher."""
+    def work():
+        try:
+            call.respond(do(call.peer_id, call.params))
+        except LspsError as e:
+            call.fail(e)
+        except Exception as e:
+            log(f"{call.method} from {call.peer_id} failed: {e!r}", "warn")
+            call.fail(LspsError(jsonrpc.INTERNAL_ERROR, "internal error"))
+    submit(work)
+    return DEFERRED
+

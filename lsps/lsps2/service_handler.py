@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional
 import lsps.lsps2.service as S
 import lsps.quota as quota
 from lsps.lsps0.msgs import LspsError
-from lsps.lsps0.service import DEFERRED, Dispatcher, MethodSpec
+from lsps.lsps0.service import Dispatcher, MethodSpec, answer_later
 from lsps.lsps2.msgs import (
     EXTRA_FEE_TLV,
     format_scid,
@@ -118,16 +118,7 @@ class Lsps2Service(JitOpening):
 
     def _buy(self, call):
         # Checking liquidity and persisting need RPC round trips: off the loop.
-        def work():
-            try:
-                call.respond(self._do_buy(call.peer_id, call.params))
-            except LspsError as e:
-                call.fail(e)
-            except Exception as e:
-                self.log(f"lsps2.buy from {call.peer_id} failed: {e!r}", "warn")
-                call.fail(LspsError(-32603, "internal error"))
-        self.workers.submit(work)
-        return DEFERRED
+        return answer_later(self.workers.submit, call, self._do_buy, self.log)
 
     def _do_buy(self, client_id: str, params: dict) -> dict:
         channels = self.node.channels()

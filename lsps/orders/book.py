@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Optional
 import lsps.orders.payment as P
 import lsps.quota as quota
 from lsps.addresses import segwit_address_ok
-from lsps.lsps0.msgs import INTERNAL_ERROR, LspsError
-from lsps.lsps0.service import DEFERRED
+from lsps.lsps0.msgs import LspsError
+from lsps.lsps0.service import answer_later
 from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
@@ -126,16 +126,7 @@ class OrderBook(Refunds):
     # --- LSPS1 methods ------------------------------------------------------------
     def _off_loop(self, call, do):
         """Run do(peer, params) on a worker (it makes RPC calls) and answer."""
-        def work():
-            try:
-                call.respond(do(call.peer_id, call.params))
-            except LspsError as e:
-                call.fail(e)
-            except Exception as e:
-                self.log(f"{call.method} from {call.peer_id} failed: {e!r}", "warn")
-                call.fail(LspsError(INTERNAL_ERROR, "internal error"))
-        self.workers.submit(work)
-        return DEFERRED
+        return answer_later(self.workers.submit, call, do, self.log)
 
     def _address_ok(self, address: str) -> bool:
         return segwit_address_ok(address, self.network)
