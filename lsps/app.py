@@ -42,7 +42,7 @@ from lsps.node.replies import htlc_continue, htlc_failure_for
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Store
 from lsps.options import Get, OptionError
-from lsps.orders.book import ORDERS_DONE, OrderBook
+from lsps.orders.book import OrderBook
 
 
 class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
@@ -71,10 +71,10 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
     def list_orders(self, order_id: Optional[str], peer_id: Optional[str],
                     kind: str = "lsps1") -> List[dict]:
         if order_id is not None:
-            archived = self.store.get(ORDERS_DONE, order_id)
+            archived = self.archive.get(order_id)
             archived = {order_id: archived} if archived else {}
         else:
-            archived = self.store.list(ORDERS_DONE)
+            archived = self.archive.list()
         with self.lock:
             out = []
             for o in list(self.orders.values()) + [

@@ -29,13 +29,14 @@ from lsps.lsps2.opening import JitOpening
 from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Area, Store
+from lsps.node.store import Archive, Area, Store
 from lsps.runtime.threads import arm_deadline, now_ms
 
 SESSIONS = Area("lsps2-sessions")    # JIT sessions (lsps/lsps2/service.py)
 # Finished sessions past valid_until, moved out of SESSIONS so start-up reads only
 # what can still change; read on demand by the operator view.
 SESSIONS_DONE = Area("lsps2-sessions-done")
+SESSIONS_DONE_INDEX = Area("lsps2-sessions-done-days")   # day -> archived sessions to forget
 # Channel opens in flight at once (one per peer); apart from request handling so
 # stalled peers never hold up lsps2.buy.
 MAX_OPENS = 16
@@ -86,6 +87,7 @@ class Lsps2Service(JitOpening):
         # Channels another service owns (LSPS1 orders): never adopted.
         self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
         self._next_prune_ms = 0
+        self.archive = Archive(store, SESSIONS_DONE, SESSIONS_DONE_INDEX)
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
         self.openers = ThreadPoolExecutor(max_workers=MAX_OPENS,
                                           thread_name_prefix="clnlsp-lsps2-open")
@@ -158,7 +160,7 @@ class Lsps2Service(JitOpening):
             scid = block << 40 | secrets.randbelow(1 << 24) << 16 | secrets.randbelow(1 << 16)
             with self.lock:
                 fresh = scid not in taken and format_scid(scid) not in self.sessions
-            if fresh and self.store.get(SESSIONS_DONE, format_scid(scid)) is None:
+            if fresh and self.archive.get(format_scid(scid)) is None:
                 return format_scid(scid)
 
     def claims(self, channel_id: str) -> bool:
@@ -310,15 +312,13 @@ class Lsps2Service(JitOpening):
             done = [s for s in self.sessions.values()
                     if _finished(s) and s["valid_until_ms"] <= now]
         for session in done:   # archive first: a crash in between leaves both copies
-            self.store.put(SESSIONS_DONE, session["scid"], _record(session))
+            self.archive.put(session["scid"], _record(session),
+                             session["valid_until_ms"] + SESSION_RETENTION_MS)
             self.store.delete(SESSIONS, session["scid"])
             with self.lock:
                 self.sessions.pop(session["scid"], None)
                 self.live.pop(session["scid"], None)
-        cutoff = now - SESSION_RETENTION_MS
-        for scid, session in self.store.list(SESSIONS_DONE).items():
-            if session["valid_until_ms"] < cutoff:
-                self.store.delete(SESSIONS_DONE, scid)
+        self.archive.forget_due(now, lambda session: True)
 
     def _index(self, session: dict) -> None:
         """Keep the indexes right after a session changed. Caller holds the lock."""
@@ -338,10 +338,10 @@ class Lsps2Service(JitOpening):
     # --- operator view -------------------------------------------------------------
     def list_sessions(self, peer_id: Optional[str], scid: Optional[str]) -> List[dict]:
         if scid is not None:
-            archived = self.store.get(SESSIONS_DONE, scid)
+            archived = self.archive.get(scid)
             archived = {scid: archived} if archived else {}
         else:
-            archived = self.store.list(SESSIONS_DONE)
+            archived = self.archive.list()
         with self.lock:
             out = []
             for s in list(self.sessions.values()) + [

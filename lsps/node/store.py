@@ -98,3 +98,50 @@ class Store:
                           f"({why}): kept untouched and ignored", "broken")
             self.unreadable[(area.name, key)] = why
             return None
+
+
+DAY_MS = 86_400_000
+
+
+class Archive:
+    """Records moved out of their area once nothing can happen to them any more, so
+    start-up never reads them: read by id or listed on demand, and forgotten day by day
+    through a small index (one record per day of forgetting) instead of listing them
+    all."""
+
+    def __init__(self, store: Store, area: Area, index: Area):
+        self.store, self.area, self.index = store, area, index
+        self._lock = threading.Lock()
+
+    def put(self, key: str, record: dict, forget_at_ms: Optional[int]) -> None:
+        """Archive first, index after: a crash in between keeps the record for good
+        (a later archive of the same key indexes it again)."""
+        self.store.put(self.area, key, record)
+        if forget_at_ms is None:
+            return
+        day = str(forget_at_ms // DAY_MS)
+        with self._lock:
+            ids = (self.store.get(self.index, day) or {}).get("ids", [])
+            if key not in ids:
+                self.store.put(self.index, day, {"ids": ids + [key]})
+
+    def get(self, key: str) -> Optional[dict]:
+        return self.store.get(self.area, key)
+
+    def list(self) -> Dict[str, dict]:
+        return self.store.list(self.area)
+
+    def forget_due(self, now_ms: int, still_due: Callable[[dict], bool]) -> int:
+        """Forget the records of every day before today whose `still_due(record)`
+        holds; the number forgotten."""
+        forgotten = 0
+        for day, entry in self.store.list(self.index).items():
+            if not day.isdigit() or int(day) >= now_ms // DAY_MS:
+                continue
+            for key in entry.get("ids", []):
+                record = self.store.get(self.area, key)
+                if record is not None and still_due(record):
+                    self.store.delete(self.area, key)
+                    forgotten += 1
+            self.store.delete(self.index, day)
+        return forgotten

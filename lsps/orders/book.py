@@ -24,7 +24,7 @@ from lsps.lsps0.service import answer_later
 from lsps.node.events import Htlc
 from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
-from lsps.node.store import Area, Store
+from lsps.node.store import Archive, Area, Store
 from lsps.orders.refunds import Refunds
 from lsps.runtime.threads import arm_deadline, now_ms
 
@@ -32,6 +32,7 @@ ORDERS = Area("lsps1-orders")    # order dicts (lsps/orders/payment.py)
 # Orders nothing can happen to any more, their invoice expired: moved out of ORDERS
 # so start-up reads only what can still change; read on demand (get_order, views).
 ORDERS_DONE = Area("lsps1-orders-done")
+ORDERS_DONE_INDEX = Area("lsps1-orders-done-days")   # day -> archived failed orders to forget
 LEASES = Area("leases")          # channel_id -> lease after an LSPS7 extension
 MAX_UNPAID_ORDERS_PER_PEER = 10
 MAX_UNPAID_ORDERS_TOTAL = 10_000
@@ -89,6 +90,7 @@ class OrderBook(Refunds):
         self.claimed: set = set()              # channel ids any order names
         self.sold: Dict[str, str] = {}         # channel id -> the LSPS1 order that sold it
         self._next_prune_ms = 0
+        self.archive = Archive(store, ORDERS_DONE, ORDERS_DONE_INDEX)
         self.by_hash: Dict[str, str] = {}
         self.waiting: Dict[str, Responder] = {}
         self.height = 0
@@ -356,23 +358,21 @@ class OrderBook(Refunds):
                     and o["expires_ms"] + ARCHIVE_AFTER_EXPIRY_MS <= now
                     and o["order_id"] not in self.refunding]
         for order in done:   # archive first: a crash in between leaves both copies
-            self.store.put(ORDERS_DONE, order["order_id"], _record(order))
+            forget_at = (max(order["expires_ms"], order["updated_ms"]) + self.prune_after_s * 1000
+                         if order["order_state"] == P.FAILED else None)
+            self.archive.put(order["order_id"], _record(order), forget_at)
             self.store.delete(ORDERS, order["order_id"])
             with self.lock:
                 self.orders.pop(order["order_id"], None)
                 self.live.pop(order["order_id"], None)
                 self.by_hash.pop(order["bolt11"]["payment_hash"], None)
-        cutoff = now - self.prune_after_s * 1000
-        for order_id, order in self.store.list(ORDERS_DONE).items():
-            if order["order_state"] == P.FAILED and order["expires_ms"] <= cutoff and \
-                    order["updated_ms"] <= cutoff:
-                self.store.delete(ORDERS_DONE, order_id)
+        self.archive.forget_due(now, lambda order: order["order_state"] == P.FAILED)
 
     def _stored(self, order_id: str) -> Optional[dict]:
         """An order, live or archived."""
         with self.lock:
             order = self.orders.get(order_id)
-        return order if order is not None else self.store.get(ORDERS_DONE, order_id)
+        return order if order is not None else self.archive.get(order_id)
 
     def _index(self, order: dict) -> None:
         """Keep the indexes right after an order changed. Caller holds the lock."""

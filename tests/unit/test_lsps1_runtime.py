@@ -290,7 +290,7 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     assert [o["order_id"] for o in restarted.list_orders(None, None)] == [order_id]
     with pytest.raises(LspsError):
         restarted._find("02" + "cd" * 32, order_id, "lsps1")   # not another peer's
-    # forgotten after lsp-lsps1-prune-after, as before
-    monkeypatch.setattr(book, "now_ms", lambda: later + 86400_000 + 1)
+    # forgotten after lsp-lsps1-prune-after, as before (on the day after it passed)
+    monkeypatch.setattr(book, "now_ms", lambda: later + 2 * 86400_000 + 1)
     restarted._archive()
     assert Store(lambda: rpc).get(book.ORDERS_DONE, order_id) is None

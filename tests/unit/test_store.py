@@ -67,3 +67,22 @@ def test_a_failed_migration_keeps_the_record():
     store = Store(lambda: rpc)
     assert store.list(Area("orders", 2, migrate)) == {}
     assert store.unreadable_records() == [{"area": "orders", "key": "a", "why": "'old'"}]
+
+
+def test_the_archive_forgets_day_by_day_without_listing_its_records():
+    from lsps.node.store import DAY_MS, Archive
+    rpc = MemoryRpc()
+    store = Store(lambda: rpc)
+    archive = Archive(store, Area("done"), Area("done-days"))
+    archive.put("a", {"x": 1}, forget_at_ms=3 * DAY_MS + 5)
+    archive.put("b", {"x": 2}, forget_at_ms=3 * DAY_MS + 9)
+    archive.put("b", {"x": 2}, forget_at_ms=3 * DAY_MS + 9)   # indexed once
+    archive.put("kept", {"x": 3}, forget_at_ms=None)
+    archive.put("later", {"x": 4}, forget_at_ms=9 * DAY_MS)
+    assert store.get(Area("done-days"), "3") == {"ids": ["a", "b"]}
+    assert archive.forget_due(3 * DAY_MS + 10, lambda r: True) == 0    # not before the day is over
+    assert archive.forget_due(4 * DAY_MS, lambda r: r["x"] != 2) == 1  # b no longer due
+    assert set(archive.list()) == {"b", "kept", "later"} and archive.get("a") is None
+    assert store.get(Area("done-days"), "3") is None
+    assert archive.forget_due(10 * DAY_MS, lambda r: True) == 1
+    assert set(archive.list()) == {"b", "kept"}

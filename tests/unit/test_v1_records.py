@@ -39,10 +39,12 @@ from lsps.node.store import PREFIX, Area, Store
 
 # The areas by module, as names (the fixture's keys).
 lsps1 = SimpleNamespace(ORDERS=book.ORDERS.name, ORDERS_DONE=book.ORDERS_DONE.name,
+                        ORDERS_DONE_INDEX=book.ORDERS_DONE_INDEX.name,
                         LEASES=book.LEASES.name,
                         BOUGHT=lsps1_client.BOUGHT.name)
 lsps2 = SimpleNamespace(SESSIONS=lsps2_service.SESSIONS.name,
                         SESSIONS_DONE=lsps2_service.SESSIONS_DONE.name,
+                        SESSIONS_DONE_INDEX=lsps2_service.SESSIONS_DONE_INDEX.name,
                         PURCHASES=lsps2_client.PURCHASES.name)
 asynchold = SimpleNamespace(HOLDS=holder.HOLDS.name, RELEASE=holder.RELEASE)
 asyncpayer = SimpleNamespace(PAYMENTS=payer.PAYMENTS.name)
@@ -51,7 +53,8 @@ asyncpay = SimpleNamespace(PATHS=messenger.PATHS.name, INVOICES=messenger.INVOIC
 asyncrecipient = SimpleNamespace(OFFERS=recipient.OFFERS.name, PAYPATHS=recipient.PAYPATHS.name,
                                  ISSUED=recipient.ISSUED.name, RECEIVED=recipient.RECEIVED.name,
                                  HELD=recipient.HELD, INVREQ=recipient.INVREQ)
-AREAS = {a.name: a for a in (book.ORDERS, book.ORDERS_DONE, book.LEASES, lsps1_client.BOUGHT,
+AREAS = {a.name: a for a in (book.ORDERS, book.ORDERS_DONE, book.ORDERS_DONE_INDEX,
+                             lsps2_service.SESSIONS_DONE_INDEX, book.LEASES, lsps1_client.BOUGHT,
                              lsps2_service.SESSIONS, lsps2_service.SESSIONS_DONE,
                              lsps2_client.PURCHASES, holder.HOLDS,
                              payer.PAYMENTS, messenger.PATHS, messenger.INVOICES,
@@ -128,19 +131,26 @@ def store_areas():
     for tree in trees.values():
         consts.update(_constants(tree))
     for path, tree in trees.items():
+        if path.endswith(os.path.join("lsps", "node", "store.py")):
+            continue   # the store itself: its areas are its callers'
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in STORE_METHODS and _is_store(node.func.value)
-                    and node.args):
+            if not isinstance(node, ast.Call):
                 continue
-            arg = node.args[0]
-            where = f"{os.path.relpath(path, ROOT)}:{node.lineno}"
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                areas.setdefault(arg.value, where)
-            elif isinstance(arg, ast.Name) and arg.id in consts:
-                areas.setdefault(consts[arg.id], where)
+            if getattr(node.func, "id", "") == "Archive":   # Archive(store, area, index)
+                args = node.args[1:]
+            elif isinstance(node.func, ast.Attribute) and node.func.attr in STORE_METHODS \
+                    and _is_store(node.func.value) and node.args:
+                args = node.args[:1]
             else:
-                unresolved.append(where)
+                continue
+            where = f"{os.path.relpath(path, ROOT)}:{node.lineno}"
+            for arg in args:
+                if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                    areas.setdefault(arg.value, where)
+                elif isinstance(arg, ast.Name) and arg.id in consts:
+                    areas.setdefault(consts[arg.id], where)
+                else:
+                    unresolved.append(where)
     return areas, unresolved
 
 
@@ -176,6 +186,8 @@ ORDER = {"order_id", "client_id", "order_state", "bolt11", "request", "onchain",
 REQUIRED = {
     lsps1.ORDERS: ORDER,
     lsps1.ORDERS_DONE: ORDER,
+    lsps1.ORDERS_DONE_INDEX: {"ids"},
+    lsps2.SESSIONS_DONE_INDEX: {"ids"},
     lsps1.BOUGHT: {"lsp_id", "order", "updated_at"},
     lsps1.LEASES: {"channel_id", "client_id", "short_channel_id", "capacity_sat",
                    "expiration_block", "original_order_id", "extension_order_ids"},
