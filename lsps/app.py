@@ -15,9 +15,11 @@ from typing import Any, Callable, Dict, List, Optional
 import lsps.asyncpay.options as asyncpay_options
 import lsps.lsps0.options as lsps0_options
 import lsps.lsps0.protocols as lsps0
+import lsps.lsps1.msgs as M1
 import lsps.lsps1.options as lsps1_options
 import lsps.lsps1.service as S
 import lsps.lsps2.options as lsps2_options
+import lsps.lsps7.msgs as M7
 import lsps.lsps7.options as lsps7_options
 import lsps.lsps7.service as X
 from bolt12ext import mailbox
@@ -54,18 +56,17 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                          prune_after_s)
         self.lsps7 = lsps7
         self.close_expired = close_expired
-        dispatcher.register(MethodSpec("lsps1.get_info", 1, lambda call: self.policy.info()))
-        dispatcher.register(MethodSpec("lsps1.create_order", 1, self._create_order,
-                                       required=S.CREATE_ORDER_REQUIRED,
-                                       optional=S.CREATE_ORDER_OPTIONAL))
-        dispatcher.register(MethodSpec("lsps1.get_order", 1, self._get_order,
+        dispatcher.register(MethodSpec(M1.GET_INFO, 1, lambda call: self.policy.info()))
+        dispatcher.register(MethodSpec(M1.CREATE_ORDER, 1, self._create_order,
+                                       required=M1.CREATE_ORDER_REQUIRED,
+                                       optional=M1.CREATE_ORDER_OPTIONAL))
+        dispatcher.register(MethodSpec(M1.GET_ORDER, 1, self._get_order,
                                        required=frozenset({"order_id"})))
-        dispatcher.register(MethodSpec("lsps7.get_extendable_channels", 7,
-                                       self._get_extendable))
-        dispatcher.register(MethodSpec("lsps7.create_order", 7, self._create_extension,
-                                       required=X.CREATE_ORDER_REQUIRED,
-                                       optional=X.CREATE_ORDER_OPTIONAL))
-        dispatcher.register(MethodSpec("lsps7.get_order", 7, self._get_extension,
+        dispatcher.register(MethodSpec(M7.GET_EXTENDABLE_CHANNELS, 7, self._get_extendable))
+        dispatcher.register(MethodSpec(M7.CREATE_ORDER, 7, self._create_extension,
+                                       required=M7.CREATE_ORDER_REQUIRED,
+                                       optional=M7.CREATE_ORDER_OPTIONAL))
+        dispatcher.register(MethodSpec(M7.GET_ORDER, 7, self._get_extension,
                                        required=frozenset({"order_id"})))
 
     def list_orders(self, order_id: Optional[str], peer_id: Optional[str],

@@ -14,6 +14,7 @@ from typing import FrozenSet, List, Optional, Tuple
 
 import lsps.orders.payment as P
 from lsps.lsps0.msgs import LspsError
+from lsps.lsps1.msgs import OPTION_MISMATCH
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_msat
 from lsps.orders.payment import (
     COMPLETED,
@@ -26,7 +27,6 @@ from lsps.orders.payment import (
     unrefunded,
 )
 
-OPTION_MISMATCH = 100
 
 @dataclass(frozen=True)
 class Policy:
@@ -104,11 +104,6 @@ class OrderRequest:
     announce_channel: bool
 
 
-CREATE_ORDER_REQUIRED = frozenset({"lsp_balance_sat", "client_balance_sat",
-                                   "required_channel_confirmations",
-                                   "funding_confirms_within_blocks", "channel_expiry_blocks",
-                                   "announce_channel"})
-CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})
 
 
 _invalid = P.invalid_param

@@ -1,14 +1,13 @@
-"""LSPS7 client at run time: asking an LSP which channels it extends, ordering and
-checking extensions (their checks are LSPS1's, lsps1/client.py)."""
+"""LSPS7 client at run time: asking an LSP which channels it extends, ordering
+extensions; the answers are checked by lsps7/client.py."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-import lsps.orders.payment as P
+import lsps.lsps7.msgs as M7
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
-from lsps.lsps1.client import EXTENSION_MISMATCH, check_invoice_amount, check_order_result
-from lsps.lsps2.msgs import ProtocolError, parse_uint
+from lsps.lsps7.client import check_extension
 
 
 class Lsps7Client:
@@ -17,7 +16,7 @@ class Lsps7Client:
         self.request = request
 
     def get_extendable_channels(self, lsp_id: str) -> dict:
-        result = self.request(lsp_id, "lsps7.get_extendable_channels", {})
+        result = self.request(lsp_id, M7.GET_EXTENDABLE_CHANNELS, {})
         channels = result.get("extendable_channels") if isinstance(result, dict) else None
         if not isinstance(channels, list) or not all(isinstance(c, dict) for c in channels):
             raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an invalid extendable channel list",
@@ -25,39 +24,9 @@ class Lsps7Client:
         return {"extendable_channels": channels}
 
     def create_extension(self, lsp_id: str, params: dict) -> dict:
-        return self._check_extension(lsp_id, self.request(lsp_id, "lsps7.create_order", params),
-                                     params["channel_extension_expiry_blocks"])
+        return check_extension(lsp_id, self.request(lsp_id, M7.CREATE_ORDER, params),
+                               params["channel_extension_expiry_blocks"])
 
     def get_extension(self, lsp_id: str, order_id: str) -> dict:
-        return self._check_extension(lsp_id, self.request(lsp_id, "lsps7.get_order",
-                                                          {"order_id": order_id}), None)
-
-    def _check_extension(self, lsp_id: str, order: Any, asked: Optional[int]) -> dict:
-        """expiration_block + extension == new_channel_expiry_block (draft bLIP-57);
-        the fee total is checked like LSPS1's with no client balance."""
-        if not isinstance(order, dict) or not isinstance(order.get("order_id"), str):
-            raise ClientError(BAD_RESPONSE, f"{lsp_id} sent an extension order without order_id",
-                              {"result": order})
-        check_order_result(lsp_id, {**order, "client_balance_sat": "0"})
-        check_invoice_amount(lsp_id, order, EXTENSION_MISMATCH)
-        try:
-            blocks = parse_uint(order.get("channel_extension_expiry_blocks"),
-                                "channel_extension_expiry_blocks", 0xFFFFFFFF)
-            new = order.get("new_channel_expiry_block", order.get("new_channel_expiry_blocks"))
-            new = parse_uint(new, "new_channel_expiry_block", 0xFFFFFFFF)
-            channel = order.get("channel") if isinstance(order.get("channel"), dict) else {}
-            expiration = parse_uint(channel.get("expiration_block"), "channel.expiration_block",
-                                    0xFFFFFFFF)
-        except ProtocolError as e:
-            raise ClientError(BAD_RESPONSE, f"{lsp_id}: invalid extension order: {e}",
-                              {"result": order}) from None
-        if asked is not None and blocks != asked:
-            raise ClientError(EXTENSION_MISMATCH, f"{lsp_id} extends by {blocks} blocks, "
-                              f"not the {asked} asked for", {"order": order})
-        # Before payment the channel shows the current expiry; once the lease is
-        # extended it already includes this extension.
-        if order.get("order_state") == P.CREATED and expiration + blocks != new:
-            raise ClientError(EXTENSION_MISMATCH,
-                              f"{lsp_id}: expiration_block {expiration} + {blocks} != "
-                              f"new_channel_expiry_block {new}", {"order": order})
-        return order
+        return check_extension(lsp_id, self.request(lsp_id, M7.GET_ORDER,
+                                                    {"order_id": order_id}), None)

@@ -15,10 +15,8 @@ from typing import FrozenSet, Optional
 import lsps.lsps1.service as S
 import lsps.orders.payment as P
 from lsps.lsps0.msgs import LspsError
+from lsps.lsps1.msgs import OPTION_MISMATCH
 from lsps.lsps2.msgs import ProtocolError, format_datetime_ms, parse_scid
-
-CREATE_ORDER_REQUIRED = frozenset({"short_channel_id", "channel_extension_expiry_blocks"})
-CREATE_ORDER_OPTIONAL = frozenset({"token", "refund_onchain_address"})
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,10 @@ def check_order(policy: Policy, params: dict, leases: dict,
     token = P.check_token_and_refund(params, policy.tokens, address_ok)
     lease = leases.get(scid)
     if lease is None:
-        raise LspsError(S.OPTION_MISMATCH, "option mismatch", {
+        raise LspsError(OPTION_MISMATCH, "option mismatch", {
             "property": "short_channel_id", "message": "not an extendable channel of yours"})
     if blocks < 1 or blocks > policy.max_extension_blocks:
-        raise LspsError(S.OPTION_MISMATCH, "option mismatch", {
+        raise LspsError(OPTION_MISMATCH, "option mismatch", {
             "property": "max_channel_extension_expiry_blocks",
             "message": "channel_extension_expiry_blocks outside 1..max"})
     return lease, blocks, token or ""
