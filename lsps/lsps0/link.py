@@ -8,10 +8,13 @@ import threading
 from typing import Any, Callable, Optional
 
 from lsps.lsps0.client import Client, ClientError
+from lsps.lsps0.msgs import LSPS0_MESSAGE_TYPE
 from lsps.lsps0.service import Dispatcher, Limits
 from lsps.lsps0.transport import Transport
-from lsps.node.rpc import TYPE_PREFIX, ClnNode
+from lsps.node.rpc import ClnNode
 from lsps.runtime.threads import FairSender, TimerService
+
+TYPE_PREFIX = LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
 
 
 def new_request_id() -> str:
@@ -25,7 +28,8 @@ class Lsps0:
     def __init__(self, node: ClnNode, service: bool, timeout: float, limits: Limits):
         self.node = node
         self.timer = TimerService(log=node.log)
-        self.sender = FairSender(node.send_custommsg, log=node.log)
+        self.sender = FairSender(lambda peer, payload: node.send_custommsg(
+            peer, TYPE_PREFIX + payload), log=node.log)
         self.client = Client(send=self.sender.send, schedule=self.timer.schedule,
                              new_id=new_request_id, is_connected=self._is_connected,
                              timeout=timeout, log=node.log, lock=threading.Lock())

@@ -67,17 +67,17 @@ def optional_int(value: Any, name: str, minimum: int = 0) -> Optional[int]:
 def run_in_worker(pool, request, work) -> None:
     """Answer an async RPC request with work() done on a worker thread.
 
-    ClientError keeps its code and data; RpcException its code; anything
-    else is reported as an internal error with its message."""
-    from lsps.lsps0.client import ClientError
-
+    An error that carries a JSON-RPC `code` (our ClientError, pyln's RpcException)
+    keeps its code, message and data; anything else is an internal error with its
+    message. (By its attributes: the adapter does not import the protocols.)"""
     def run():
         try:
             request.set_result(work())
-        except ClientError as e:
-            fail_request(request, e.code, e.message, e.data)
-        except RpcException as e:
-            fail_request(request, e.code, e.message)
         except Exception as e:
-            fail_request(request, -32603, f"{request.method} failed: {e}")
+            code = getattr(e, "code", None)
+            if isinstance(code, int) and not isinstance(code, bool):
+                fail_request(request, code, getattr(e, "message", str(e)),
+                             getattr(e, "data", None))
+            else:
+                fail_request(request, -32603, f"{request.method} failed: {e}")
     pool.submit(run)

@@ -10,10 +10,7 @@ from typing import Callable, List, Optional
 from pyln.client import LightningRpc, RpcError
 
 from bolt12ext.tlv import bigsize
-from lsps.lsps0.msgs import LSPS0_MESSAGE_TYPE
 from lsps.node.events import msat
-
-TYPE_PREFIX = LSPS0_MESSAGE_TYPE.to_bytes(2, "big")
 
 # fundchannel failures that are the LSP's own (funds, sync); anything else
 # means the peer refused or went away. Codes from lightningd's jsonrpc_errors.h.
@@ -48,9 +45,9 @@ class ClnNode:
             rpc = self._local.rpc = LightningRpc(self._rpc_path)
         return rpc
 
-    def send_custommsg(self, peer_id: str, payload: bytes) -> None:
-        self.rpc().call("sendcustommsg", {"node_id": peer_id,
-                                          "msg": (TYPE_PREFIX + payload).hex()})
+    def send_custommsg(self, peer_id: str, message: bytes) -> None:
+        """`message`: a whole custom message, its 2-byte type first."""
+        self.rpc().call("sendcustommsg", {"node_id": peer_id, "msg": message.hex()})
 
     def connected_peers(self) -> list:
         peers = self.rpc().call("listpeers")["peers"]

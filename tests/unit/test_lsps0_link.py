@@ -20,8 +20,9 @@ class Node:
     def log(self, message, level="info"):
         self.logs.append((message, level))
 
-    def send_custommsg(self, peer_id, payload):
-        self.sent.append((peer_id, json.loads(payload)))
+    def send_custommsg(self, peer_id, message):
+        assert message[:2] == bytes.fromhex("9419")   # LSPS0's message type 37913
+        self.sent.append((peer_id, json.loads(message[2:])))
 
     def connected_peers(self):
         return self.peers
@@ -158,6 +159,7 @@ def test_the_real_sender_transmits_through_the_node(monkeypatch):
     monkeypatch.undo()                      # the real FairSender and TimerService
     node = Node()
     lsp = link.Lsps0(node, service=True, timeout=5.0, limits=Limits())
-    assert lsp.sender._transmit == node.send_custommsg
+    lsp.sender._transmit(PEER, b"{}")
+    assert node.sent == [(PEER, {})]
     lsp.sender.stop()
     lsp.timer.stop()

@@ -60,9 +60,9 @@ def test_rpc_makes_one_lightningrpc_per_thread_on_the_socket_path(monkeypatch):
 # --- messages and peers -----------------------------------------------------------
 
 
-def test_send_custommsg_prefixes_the_lsps0_message_type_37913():
+def test_send_custommsg_sends_the_whole_message_as_hex():
     node, fake, _ = node_with(sendcustommsg={})
-    node.send_custommsg(PEER, b"{}")
+    node.send_custommsg(PEER, bytes.fromhex("9419") + b"{}")
     assert fake.calls == [("sendcustommsg", {"node_id": PEER, "msg": "9419" + b"{}".hex()})]
 
 
