@@ -30,6 +30,7 @@ from lsps.asyncpay.messenger import OnionMessenger
 from lsps.asyncpay.payer import AsyncPayer
 from lsps.asyncpay.recipient import AsyncRecipient
 from lsps.asyncpay.server import StaticInvoiceServer
+from lsps.htlc import TEMPORARY_NODE_FAILURE
 from lsps.lsps0.link import Lsps0, blocking_call
 from lsps.lsps0.service import Dispatcher, MethodSpec
 from lsps.lsps1.client_handler import Lsps1Client
@@ -40,7 +41,7 @@ from lsps.lsps2.service_handler import Lsps2Service
 from lsps.lsps7.client_handler import Lsps7Client
 from lsps.lsps7.service_handler import Lsps7Leases
 from lsps.node.events import Htlc
-from lsps.node.replies import htlc_continue, htlc_failure_for
+from lsps.node.replies import htlc_continue, htlc_fail, htlc_failure_for
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Store
 from lsps.options import Get, OptionError
@@ -216,9 +217,21 @@ class App:
             event = Htlc.parse(onion, htlc, peer_id)
         except (KeyError, TypeError, ValueError) as e:  # lightningd always sends these
             self.log(f"htlc_accepted payload not understood: {e!r}", "warn")
-            respond(htlc_continue())
+            respond(htlc_fail(TEMPORARY_NODE_FAILURE) if self._may_own(onion, htlc)
+                    else htlc_continue())
             return
         self.on_htlc(event, respond)
+
+    def _may_own(self, onion, htlc) -> bool:
+        """For a payload we could not read: might it be one of ours (an order's hash, a
+        JIT scid, a hold_htlc record)? Then it is failed, never let through."""
+        s = self.services
+        orders, jit = s.get("lsps1_service"), s.get("lsps2_service")
+        onion, htlc = onion if isinstance(onion, dict) else {}, htlc if isinstance(
+            htlc, dict) else {}
+        return bool((orders is not None and htlc.get("payment_hash") in orders.by_hash)
+                    or (jit is not None and jit.owns(onion.get("short_channel_id")))
+                    or (s.get("holder") is not None and htlc.get("extra_tlvs")))
 
     def on_htlc(self, htlc: Htlc, respond: Callable[[dict], None]) -> None:
         """The claim order: a held async payment, our own async payment paths, a JIT

@@ -47,6 +47,7 @@ MAX_ACTIVE_SESSIONS_TOTAL = 10_000
 SESSION_RETENTION_MS = 7 * 24 * 3600 * 1000
 
 PRUNE_EVERY_MS = 3600 * 1000
+ARCHIVE_MARGIN_BLOCKS = 6
 
 Responder = Callable[[dict], None]
 
@@ -57,6 +58,12 @@ def _record(session: dict) -> dict:
     record["parts"] = [{k: v for k, v in p.items() if k != "replayed"}
                        for p in session["parts"]]
     return record
+
+
+def _parts_expired(record: dict, height: int) -> bool:
+    """Every HTLC it ever held is past its CLTV expiry (with a margin): lightningd can
+    no longer replay one to us after a restart, so nothing is left to answer."""
+    return all(p["cltv_expiry"] + ARCHIVE_MARGIN_BLOCKS <= height for p in record["parts"])
 
 
 def _finished(session: dict) -> bool:
@@ -87,6 +94,7 @@ class Lsps2Service(JitOpening):
         # Channels another service owns (LSPS1 orders): never adopted.
         self.claimed_elsewhere: Callable[[str], bool] = lambda channel_id: False
         self._next_prune_ms = 0
+        self.height = 0   # from block_added: nothing is archived before the first block
         self.archive = Archive(store, SESSIONS_DONE, SESSIONS_DONE_INDEX)
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
         self.openers = ThreadPoolExecutor(max_workers=MAX_OPENS,
@@ -202,6 +210,7 @@ class Lsps2Service(JitOpening):
 
     def on_block(self, height: int) -> None:
         with self.lock:
+            self.height = height
             for session in list(self.live.values()):
                 self._apply(session, S.on_block(session, height,
                                                 self.core.policy.htlc_expiry_margin, now_ms()))
@@ -310,7 +319,8 @@ class Lsps2Service(JitOpening):
         now = now_ms()
         with self.lock:
             done = [s for s in self.sessions.values()
-                    if _finished(s) and s["valid_until_ms"] <= now]
+                    if _finished(s) and s["valid_until_ms"] <= now
+                    and _parts_expired(s, self.height) and s["client_id"] not in self.funding]
         for session in done:   # archive first: a crash in between leaves both copies
             self.archive.put(session["scid"], _record(session),
                              session["valid_until_ms"] + SESSION_RETENTION_MS)
@@ -318,12 +328,13 @@ class Lsps2Service(JitOpening):
             with self.lock:
                 self.sessions.pop(session["scid"], None)
                 self.live.pop(session["scid"], None)
-        self.archive.forget_due(now, lambda session: True)
+        self.archive.forget_due(
+            now, lambda session: session["valid_until_ms"] + SESSION_RETENTION_MS <= now)
 
     def _index(self, session: dict) -> None:
         """Keep the indexes right after a session changed. Caller holds the lock."""
         scid = session["scid"]
-        if _finished(session):
+        if session["state"] == S.FAILED:   # the rest stay live until archived
             self.live.pop(scid, None)
         else:
             self.live[scid] = session

@@ -131,17 +131,26 @@ class Archive:
     def list(self) -> Dict[str, dict]:
         return self.store.list(self.area)
 
-    def forget_due(self, now_ms: int, still_due: Callable[[dict], bool]) -> int:
-        """Forget the records of every day before today whose `still_due(record)`
-        holds; the number forgotten."""
+    def forget_due(self, now_ms: int, due: Callable[[dict], bool]) -> int:
+        """Forget the records indexed up to today for which `due(record)` holds (the
+        caller says what is due now); the number forgotten."""
         forgotten = 0
         for day, entry in self.store.list(self.index).items():
-            if not day.isdigit() or int(day) >= now_ms // DAY_MS:
+            if not day.isdigit() or int(day) > now_ms // DAY_MS:
                 continue
+            waiting = []
             for key in entry.get("ids", []):
                 record = self.store.get(self.area, key)
-                if record is not None and still_due(record):
+                if record is None:
+                    continue
+                if due(record):
                     self.store.delete(self.area, key)
                     forgotten += 1
-            self.store.delete(self.index, day)
+                else:
+                    waiting.append(key)
+            with self._lock:
+                if waiting:
+                    self.store.put(self.index, day, {"ids": waiting})
+                else:
+                    self.store.delete(self.index, day)
         return forgotten

@@ -44,6 +44,9 @@ INVOICE_CLTV_SLACK = 2
 
 PRUNE_EVERY_MS = 3600 * 1000
 ARCHIVE_AFTER_EXPIRY_MS = 3600 * 1000
+# ... and once every HTLC it held is this far past its CLTV expiry: lightningd can no
+# longer replay one (a restart between our `resolve` and its commit) that we must settle.
+ARCHIVE_MARGIN_BLOCKS = 6
 
 Responder = Callable[[dict], None]
 
@@ -349,14 +352,17 @@ class OrderBook(Refunds):
             self.workers.submit(self._archive)
 
     def _archive(self) -> None:
-        """Orders that can no longer change and whose invoice has expired (lightningd
-        then refuses an HTLC for it by itself) move to the archive; archived failed
-        orders are forgotten after lsp-lsps1-prune-after, like the others."""
+        """Orders that can no longer change, whose invoice has expired (lightningd then
+        refuses an HTLC for it by itself) and whose HTLCs are all long expired move to
+        the archive; archived failed orders are forgotten after lsp-lsps1-prune-after,
+        like the others."""
         now = now_ms()
         with self.lock:
             done = [o for o in self.orders.values() if not _live(o)
                     and o["expires_ms"] + ARCHIVE_AFTER_EXPIRY_MS <= now
-                    and o["order_id"] not in self.refunding]
+                    and o["order_id"] not in self.refunding and not o.get("_opening")
+                    and all(p["cltv_expiry"] + ARCHIVE_MARGIN_BLOCKS <= self.height
+                            for p in o["parts"])]
         for order in done:   # archive first: a crash in between leaves both copies
             forget_at = (max(order["expires_ms"], order["updated_ms"]) + self.prune_after_s * 1000
                          if order["order_state"] == P.FAILED else None)
@@ -366,7 +372,8 @@ class OrderBook(Refunds):
                 self.orders.pop(order["order_id"], None)
                 self.live.pop(order["order_id"], None)
                 self.by_hash.pop(order["bolt11"]["payment_hash"], None)
-        self.archive.forget_due(now, lambda order: order["order_state"] == P.FAILED)
+        self.archive.forget_due(now, lambda order: order["order_state"] == P.FAILED and max(
+            order["expires_ms"], order["updated_ms"]) + self.prune_after_s * 1000 <= now)
 
     def _stored(self, order_id: str) -> Optional[dict]:
         """An order, live or archived."""

@@ -207,3 +207,16 @@ def test_onion_messages_are_ours_only_when_the_messenger_says_so():
     assert app.on_onion_message_recv_secret({"boom": 1}) == {"result": "continue"}
     assert App({}, lambda *a: None).on_onion_message_recv_secret(None) == {
         "result": "continue"}
+
+
+def test_an_unreadable_payload_that_may_be_ours_is_failed_not_let_through():
+    class Orders(Service):
+        by_hash = {"aa" * 32: "order"}
+    answers, _ = route({"lsps1_service": Orders()}, cltv_expiry=None)
+    assert answers == [{"result": "fail", "failure_message": "2002"}]
+    jit = Service(claims=True)
+    answers, _ = route({"lsps2_service": jit}, onion={"payload": "", "short_channel_id": "9x9x9"},
+                       cltv_expiry=None)
+    assert answers == [{"result": "fail", "failure_message": "2002"}]
+    answers, _ = route({"holder": Service()}, cltv_expiry=None, extra_tlvs=HOLD_TLVS)
+    assert answers == [{"result": "fail", "failure_message": "2002"}]

@@ -294,3 +294,23 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     monkeypatch.setattr(book, "now_ms", lambda: later + 2 * 86400_000 + 1)
     restarted._archive()
     assert Store(lambda: rpc).get(book.ORDERS_DONE, order_id) is None
+
+
+def test_an_order_is_not_archived_while_lightningd_could_replay_one_of_its_htlcs(monkeypatch):
+    """A restart between our `resolve` and lightningd's commit replays the HTLC: the
+    order must still own its payment hash then, however long ago it expired."""
+    import lsps.orders.book as book
+    service, node, rpc = make_service()
+    order = service.orders[place_order(service, refund=None)["order_id"]]
+    order.update(order_state=P.COMPLETED, channel_id="c", closed_at_block=120,
+                 parts=[{"key": "a/1", "amount_msat": 1, "cltv_expiry": 300,
+                         "arrived_ms": 0}])
+    service._persist(order)
+    monkeypatch.setattr(book, "now_ms", lambda: order["expires_ms"] + 10 * 3600_000)
+    service.height = 300 + book.ARCHIVE_MARGIN_BLOCKS - 1
+    service._archive()
+    assert order["order_id"] in service.orders and service.owns_payment(
+        htlc_event({}, payment_hash=order["bolt11"]["payment_hash"]))
+    service.height += 1
+    service._archive()
+    assert order["order_id"] not in service.orders

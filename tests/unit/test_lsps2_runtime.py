@@ -140,7 +140,7 @@ def test_finished_sessions_are_kept_but_out_of_every_per_event_walk():
     svc, _ = service(rpc, node)
     svc.start()
     assert set(svc.sessions) == {"900000x1x1", "900000x1x2", "900000x1x3"}
-    assert set(svc.live) == {"900000x1x3"}
+    assert set(svc.live) == {"900000x1x2", "900000x1x3"}   # a paid one until archived
     assert svc.claims("paid-channel") and not svc.claims("other")
     seen = []
     S_on_block = S.on_block
@@ -149,12 +149,12 @@ def test_finished_sessions_are_kept_but_out_of_every_per_event_walk():
         svc.on_block(500)
     finally:
         S.on_block = S_on_block
-    assert seen == ["900000x1x3"]
+    assert sorted(seen) == ["900000x1x2", "900000x1x3"]
     # a session that fails leaves the live set when it is persisted
     session = svc.sessions["900000x1x3"]
     session["state"] = S.FAILED
     svc._persist(session)
-    assert svc.live == {}
+    assert set(svc.live) == {"900000x1x2"}
 
 
 def test_a_new_scid_never_repeats_a_stored_session():
@@ -164,3 +164,22 @@ def test_a_new_scid_never_repeats_a_stored_session():
     assert len(made) == 200
     svc.sessions = {scid: {} for scid in made}
     assert svc._new_scid() not in made
+
+
+def test_a_paid_session_is_not_archived_while_its_htlcs_could_be_replayed():
+    rpc, node = MemoryRpc(), FakeNode()
+    part = {"key": "1x1x1/1", "payment_hash": "aa", "amount_msat": 100_000,
+            "forward_msat": 100_000, "cltv_expiry": 900, "outgoing_cltv": 756, "height": 100,
+            "blinded": False, "payload": None, "arrived_ms": 0}
+    stored(rpc, "900000x1x5", S.DONE, fees_restored=True, channel_id="c", parts=[part],
+           valid_until_ms=0)
+    svc, _ = service(rpc, node)
+    svc.start()
+    svc.workers.run_all()
+    assert svc.owns("900000x1x5")            # height 0: before the first block, keep all
+    svc.on_block(905)
+    svc._archive()
+    assert svc.owns("900000x1x5")            # 900 + 6 > 905
+    svc.on_block(906)
+    svc._archive()
+    assert not svc.owns("900000x1x5") and "900000x1x5" not in svc.sessions

@@ -80,9 +80,12 @@ def test_the_archive_forgets_day_by_day_without_listing_its_records():
     archive.put("kept", {"x": 3}, forget_at_ms=None)
     archive.put("later", {"x": 4}, forget_at_ms=9 * DAY_MS)
     assert store.get(Area("done-days"), "3") == {"ids": ["a", "b"]}
-    assert archive.forget_due(3 * DAY_MS + 10, lambda r: True) == 0    # not before the day is over
-    assert archive.forget_due(4 * DAY_MS, lambda r: r["x"] != 2) == 1  # b no longer due
+    assert archive.forget_due(2 * DAY_MS, lambda r: True) == 0        # nothing indexed yet
+    assert archive.forget_due(3 * DAY_MS + 10, lambda r: r["x"] != 2) == 1   # a, not b
+    assert store.get(Area("done-days"), "3") == {"ids": ["b"]}         # b waits
+    assert archive.forget_due(4 * DAY_MS, lambda r: False) == 0
     assert set(archive.list()) == {"b", "kept", "later"} and archive.get("a") is None
+    assert archive.forget_due(4 * DAY_MS, lambda r: True) == 1 and archive.get("b") is None
     assert store.get(Area("done-days"), "3") is None
     assert archive.forget_due(10 * DAY_MS, lambda r: True) == 1
-    assert set(archive.list()) == {"b", "kept"}
+    assert set(archive.list()) == {"kept"}
