@@ -7,11 +7,9 @@ import os
 from collections import Counter
 from typing import Callable, Optional
 
-from pyln.client import RpcError
-
 from bolt12ext.mailbox import Mailbox
 from lsps.asyncpay.messenger import MAILBOX, now_s
-from lsps.node.rpc import ClnNode
+from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Store
 
 

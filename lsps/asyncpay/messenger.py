@@ -17,14 +17,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional
 
-from pyln.client import RpcError
-
 from bolt12ext import onionmsg
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook, PathContext
 from bolt12ext.offer import dict_path
 from bolt12ext.tlv import DecodeError
-from lsps.node.rpc import ClnNode
+from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Area, Store
 
 VIRTUAL_NODE_LABEL = "clnlsp/virtual-node/v1"

@@ -22,15 +22,13 @@ import queue
 import threading
 from typing import Callable, Dict, Optional
 
-from pyln.client import RpcError
-
 from bolt12ext import asyncmsg, build, encoding, messages, onionmsg, payer
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.offer import offer_part, parse_offer
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.lsps0.client import ClientError
-from lsps.node.rpc import ClnNode
+from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Area, Store
 
 PAYMENTS = Area("asyncpayment")
