@@ -27,6 +27,7 @@ from test_asyncflow import topology as async_topology
 from test_lsps1 import LSP_OPTS as LSPS1_OPTS
 from test_lsps1 import ONCHAIN_OPTS, SHUTDOWN_BROKEN, order_paid_onchain, order_topology
 from test_lsps2 import jit_topology, received_msat, send_jit_part
+from test_money_safety import direct_route, service_order
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.environ.get("V1_FIXTURES_OUT",
@@ -129,18 +130,6 @@ def thin(entries):
             content = string
         kept.setdefault((key, content), (key, string))
     return sorted(kept.values())
-
-
-def service_order(lsp, order_id):
-    return only_one(lsp.rpc.call("lsps1-service-orders", {"order_id": order_id})["orders"])
-
-
-def direct_route(payer, peer, amount_msat, delay):
-    channel = only_one([c for c in payer.rpc.listpeerchannels(peer.info["id"])["channels"]
-                        if c["state"] == "CHANNELD_NORMAL"])
-    return [{"id": peer.info["id"], "channel": channel["short_channel_id"],
-             "direction": channel["direction"], "amount_msat": amount_msat, "delay": delay,
-             "style": "tlv"}]
 
 
 # --- LSPS1 and LSPS7 ---------------------------------------------------------------------
