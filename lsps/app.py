@@ -72,11 +72,7 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
 
     def list_orders(self, order_id: Optional[str], peer_id: Optional[str],
                     kind: str = "lsps1") -> List[dict]:
-        if order_id is not None:
-            archived = self.archive.get(order_id)
-            archived = {order_id: archived} if archived else {}
-        else:
-            archived = self.archive.list()
+        archived = self.archive.find(order_id)
         with self.lock:
             out = []
             for o in list(self.orders.values()) + [

@@ -348,11 +348,7 @@ class Lsps2Service(JitOpening):
 
     # --- operator view -------------------------------------------------------------
     def list_sessions(self, peer_id: Optional[str], scid: Optional[str]) -> List[dict]:
-        if scid is not None:
-            archived = self.archive.get(scid)
-            archived = {scid: archived} if archived else {}
-        else:
-            archived = self.archive.list()
+        archived = self.archive.find(scid)
         with self.lock:
             out = []
             for s in list(self.sessions.values()) + [

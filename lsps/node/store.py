@@ -131,6 +131,13 @@ class Archive:
     def list(self) -> Dict[str, dict]:
         return self.store.list(self.area)
 
+    def find(self, key: Optional[str]) -> Dict[str, dict]:
+        """{key: record} for one key (none when absent), or every archived record."""
+        if key is None:
+            return self.list()
+        record = self.get(key)
+        return {key: record} if record is not None else {}
+
     def forget_due(self, now_ms: int, due: Callable[[dict], bool]) -> int:
         """Forget the records indexed up to today for which `due(record)` holds (the
         caller says what is due now); the number forgotten."""
