@@ -31,7 +31,7 @@ for option in OPTIONS:
 
 state = {}   # the running services by name
 app = App(state, plugin.log)
-commands = Commands(state, plugin.log)
+commands = Commands(state)
 
 
 def _getmanifest(**kwargs):

@@ -37,9 +37,8 @@ class Commands:
     """What each RPC command does once its arguments are checked: the running
     services by name (lsps/app.py fills `services`)."""
 
-    def __init__(self, services: Dict[str, Any], log: Callable[..., None]):
+    def __init__(self, services: Dict[str, Any]):
         self.services = services
-        self.log = log
 
     def running(self, name: str, why_not: str, code: int):
         """The running service `name`, or the RPC error saying why it is not running."""
@@ -53,9 +52,6 @@ class Commands:
         client worker pool and answer the command from there."""
         lsp_id = require_node_id(lsp_id, "lsp_id")
         run_in_worker(self.services["client_workers"], request, lambda: work(lsp_id))
-
-    def client(self, name: str):
-        return self.services[name]
 
     # --- LSPS0 ---------------------------------------------------------------------
     def list_protocols(self, request, lsp_id) -> None:
@@ -91,7 +87,7 @@ class Commands:
             "token": optional_str(token),
             "refund_onchain_address": optional_str(refund_onchain_address),
         }
-        self.ask_lsp(request, lsp_id, lambda lsp: self.client("lsps1_client").order(lsp, wanted))
+        self.ask_lsp(request, lsp_id, lambda lsp: self.services["lsps1_client"].order(lsp, wanted))
 
     def lsps7_order(self, request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
                     token, refund_onchain_address) -> None:
@@ -103,10 +99,10 @@ class Commands:
         if refund_onchain_address is not None:
             params["refund_onchain_address"] = str(refund_onchain_address)
         self.ask_lsp(request, lsp_id,
-                     lambda lsp: self.client("lsps7_client").create_extension(lsp, params))
+                     lambda lsp: self.services["lsps7_client"].create_extension(lsp, params))
 
     def client_orders(self, lsp_id) -> dict:
-        return {"orders": self.client("lsps1_client").list_orders(
+        return {"orders": self.services["lsps1_client"].list_orders(
             optional_node_id(lsp_id, "lsp_id"))}
 
     def service_orders(self, order_id, peer_id, kind: str) -> dict:
@@ -122,7 +118,7 @@ class Commands:
         amount = optional_amount(amount_msat, "amount_msat")
         max_fee = optional_amount(max_fee_msat, "max_fee_msat")
         expiry_s = optional_int(expiry, "expiry", minimum=60)
-        self.ask_lsp(request, lsp_id, lambda lsp: self.client("lsps2_client").buy(
+        self.ask_lsp(request, lsp_id, lambda lsp: self.services["lsps2_client"].buy(
             lsp, amount, str(description), label, token, opening_fee_params, max_fee, expiry_s))
 
     def lsps2_sessions(self, peer_id, jit_channel_scid) -> dict:

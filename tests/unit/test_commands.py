@@ -77,7 +77,7 @@ class Recorder:
 
 def commands(**services):
     workers = Workers()
-    return C.Commands({"client_workers": workers, **services}, log=print), workers
+    return C.Commands({"client_workers": workers, **services}), workers
 
 
 # --- lsps/node/commands.py: argument checks -----------------------------------------
