@@ -219,6 +219,16 @@ def lsps2_buy(request, plugin, lsp_id, amount_msat=None, description="JIT channe
                        opening_fee_params, max_fee_msat, expiry)
 
 
+@plugin.async_method("lsps2-buyoffer")
+def lsps2_buyoffer(request, plugin, lsp_id, amount_msat=None, description="JIT channel payment",
+                   token=None, max_fee_msat=None, **kwargs):
+    """An offer payable while this node has no channel: each invoice goes through a
+    channel with {lsp_id} or, when none can take it, a JIT channel bought for it.
+
+    With {amount_msat} the offer has that amount; {max_fee_msat} caps each opening fee."""
+    commands.lsps2_buyoffer(request, lsp_id, amount_msat, description, token, max_fee_msat)
+
+
 @plugin.method("lsps2-listbuys")
 def lsps2_listbuys(plugin, **kwargs):
     """JIT channels this node bought, with their invoices and states."""

@@ -31,6 +31,9 @@ CHAIN_HASHES = {
     "regtest": "06226e46111a0b59caaf126043eb5bbf28c34f3a5e332a1fc7b2b73cf188910f",
 }
 INVOICE_RELATIVE_EXPIRY_S = 7200
+# Blocks a payment path stays usable: payments may arrive (and be held) during the
+# invoice's life.
+CLTV_ROOM_BLOCKS = 2 * 2016
 
 
 def make_offer(issuer_id: bytes, offer_paths: Sequence[BlindedPath], description: str,
@@ -94,12 +97,12 @@ def answer_invoice_request(invreq: bytes, offer: bytes, issuer_secret: bytes,
 
 def invoice_for(invreq: bytes, request: dict, issuer_secret: bytes,
                 pay_paths: Sequence[Tuple[BlindedPath, PayInfo]], payment_hash: bytes,
-                created_at: int) -> bytes:
+                created_at: int, relative_expiry: int = INVOICE_RELATIVE_EXPIRY_S) -> bytes:
     """The invoice for an invoice_request already checked (`request`: its decoding)."""
     return build.invoice(invreq, issuer_secret, invoice_paths=[p for p, _ in pay_paths],
                          invoice_blindedpay=[i for _, i in pay_paths],
                          invoice_created_at=created_at,
-                         invoice_relative_expiry=INVOICE_RELATIVE_EXPIRY_S,
+                         invoice_relative_expiry=relative_expiry,
                          invoice_payment_hash=payment_hash,
                          invoice_amount_msat=expected_amount(request))
 
@@ -113,12 +116,14 @@ class Claim:
 def check_payment(payload: dict, payment_hash: bytes, htlc_msat: int, cltv_expiry: int,
                   blockheight: int, offer: bytes,
                   known_preimage: Optional[bytes] = None,
-                  invoice_amount_msat: int = 0) -> Claim:
+                  invoice_amount_msat: int = 0, fee_allowance_msat: int = 0) -> Claim:
     """May this HTLC, whose final payload came on one of our paths for `offer`, be claimed?
 
     A static-invoice payment brings its preimage and invoice_request; a payment of a
     normal invoice we issued is claimed with the preimage we kept (`known_preimage`)
-    when it pays at least `invoice_amount_msat`.
+    when it pays at least `invoice_amount_msat`. `fee_allowance_msat`: what a hop of
+    our path may keep of the payment (a JIT channel's opening fee, charged in the
+    hop's encrypted relay): the HTLC may carry that much less than the payload says.
     """
     preimage = payload.get("payment_preimage", known_preimage)
     if preimage is None:
@@ -128,8 +133,9 @@ def check_payment(payload: dict, payment_hash: bytes, htlc_msat: int, cltv_expir
     amount = payload.get("amt_to_forward")
     if amount is None or payload.get("outgoing_cltv_value") is None:
         return Claim(None, "final payload without amount or CLTV")
-    if htlc_msat < amount:
-        return Claim(None, "HTLC carries less than the payload says")
+    if htlc_msat + fee_allowance_msat < amount:
+        return Claim(None, f"HTLC carries less than the payload says (minus a fee of "
+                           f"at most {fee_allowance_msat})")
     if payload.get("total_amount_msat", amount) != amount:
         return Claim(None, "multi-part payments are not accepted on async paths")
     if cltv_expiry < payload["outgoing_cltv_value"]:

@@ -193,7 +193,8 @@ class App:
             s["asyncpay_server"] = server
         refresh = asyncpay_options.refresh_interval(get)
         s["async_recipient"] = AsyncRecipient(node, store, messenger, ask, self.log,
-                                              refresh_interval_s=refresh)
+                                              refresh_interval_s=refresh,
+                                              jit=s["lsps2_client"])
         s["async_recipient"].start()
         s["async_payer"] = AsyncPayer(node, store, messenger, ask, self.log)
         s["async_payer"].start()

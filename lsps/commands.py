@@ -121,6 +121,17 @@ class Commands:
         self.ask_lsp(request, lsp_id, lambda lsp: self.services["lsps2_client"].buy(
             lsp, amount, str(description), label, token, opening_fee_params, max_fee, expiry_s))
 
+    def lsps2_buyoffer(self, request, lsp_id, amount_msat, description, token,
+                       max_fee_msat) -> None:
+        amount = optional_amount(amount_msat, "amount_msat")
+        if amount is not None and amount < 1:
+            raise CommandError("amount_msat must be positive", INVALID_PARAMS)
+        max_fee = optional_amount(max_fee_msat, "max_fee_msat")
+        if token is not None and not isinstance(token, str):
+            raise CommandError("token must be a string", INVALID_PARAMS)
+        self.ask_lsp(request, lsp_id, lambda lsp: self.services[
+            "async_recipient"].create_jit_offer(lsp, str(description), amount, token, max_fee))
+
     def lsps2_sessions(self, peer_id, jit_channel_scid) -> dict:
         service = self.running("lsps2_service",
                                "lsp-service is off: this node sells no JIT channels",

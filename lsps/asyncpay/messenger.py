@@ -30,6 +30,8 @@ REPLY = "reply"   # short-lived paths someone waits on; kept in memory only
 # Messages waiting for the worker, and sends waiting for a connection, at most.
 MAX_QUEUED = 1000
 MAX_CONNECTING = 50
+# Peers tried as the start of a route when we have none of our own.
+MAX_ROUTE_SOURCES = 3
 # Server paths one recipient may hold (it asks for them at will over LSPS0).
 SERVER_PATHS_PER_RECIPIENT = 4
 PRUNE_EVERY = 64   # new paths between two sweeps of expired ones
@@ -282,14 +284,19 @@ class OnionMessenger:
     def _hops_to(self, intro: str) -> Optional[list]:
         """Nodes between us and the introduction node: none when it is a peer, else a
         route through the channel graph (so a node behind its LSP needs no new
-        connection); a direct connection when there is no route."""
-        if intro in self.node.connected_peers():
+        connection) from us or, when we have no channel yet, from a peer (onion
+        messages need none); a direct connection when there is no route."""
+        peers = self.node.connected_peers()
+        if intro in peers:
             return []
-        try:
-            route = self.node.route_to(intro, 1, 9, payment=False)
-            return [bytes.fromhex(hop["node_id"]) for hop in route[:-1]]
-        except RpcError as e:
-            self.log(f"no route to introduction node {intro}: {e}", "debug")
+        for source in [None] + sorted(peers)[:MAX_ROUTE_SOURCES]:
+            try:
+                route = self.node.route_to(intro, 1, 9, payment=False, source=source)
+                return [bytes.fromhex(n) for n in ([source] if source else [])] + \
+                    [bytes.fromhex(hop["node_id"]) for hop in route[:-1]]
+            except RpcError as e:
+                self.log(f"no route to introduction node {intro} from {source or 'us'}: "
+                         f"{e}", "debug")
         try:
             self.node.connect(intro)
             return []

@@ -25,19 +25,17 @@ from bolt12ext import asyncmsg, onionmsg, recipient
 from bolt12ext.blinding import BlindedPath, PaymentHop, PaymentRelay, payment_path
 from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
-from bolt12ext.tlv import DecodeError, read_bigsize
-from bolt12ext.tlv import records as tlv_records
+from bolt12ext.tlv import DecodeError
+from lsps.asyncpay.claims import RECEIVED, PaymentClaims
+from lsps.asyncpay.jit_offers import JIT_INVREQ, JitOffers, JitSeller
 from lsps.asyncpay.messenger import OnionMessenger, now_s
-from lsps.htlc import incorrect_or_unknown
-from lsps.node.events import Htlc
-from lsps.node.replies import htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Area, Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
 GET_SERVER_PATHS = "clnlsp.asyncpay.get_server_paths"
 OFFERS, PAYPATHS = Area("asyncoffer"), Area("asyncpaypath")
-ISSUED, RECEIVED = Area("asyncissued"), Area("asyncrecv")
+ISSUED = Area("asyncissued")
 HELD, INVREQ = "recipient_held", "recipient_invreq"
 MAX_SLOTS = 10
 MAX_PAYMENT_PATHS = 3
@@ -45,22 +43,17 @@ MAX_PAYMENT_PATHS = 3
 # one stores a preimage and payment paths until its payment can no longer come.
 MAX_OPEN_INVOICES_PER_OFFER = 100
 KEEP_AFTER_EXPIRY_S = 86400
-CLTV_ROOM_BLOCKS = 2 * 2016   # payments may arrive (and be held) during the invoice's life
 
 
 class RecipientError(Exception):
     pass
 
 
-def incorrect_details(amount_msat: int, height: int) -> dict:
-    """BOLT4 incorrect_or_unknown_payment_details, what a final node answers."""
-    return htlc_fail(incorrect_or_unknown(amount_msat, height))
-
-
-class AsyncRecipient:
+class AsyncRecipient(PaymentClaims, JitOffers):
     def __init__(self, node: ClnNode, store: Store, messenger: OnionMessenger,
                  ask: Callable[[str, str, dict], dict], log: Callable[[str, str], None],
-                 refresh_interval_s: int = 7200, reply_timeout_s: int = 30):
+                 refresh_interval_s: int = 7200, reply_timeout_s: int = 30,
+                 jit: Optional[JitSeller] = None):
         self.node = node
         self.store = store
         self.messenger = messenger
@@ -77,6 +70,7 @@ class AsyncRecipient:
         self.issued: Dict[str, dict] = {}
         self.received: Dict[str, dict] = {}
         self._stop = threading.Event()
+        JitOffers.__init__(self, jit)
 
     def start(self) -> None:
         self.offers = self.store.list(OFFERS)
@@ -84,7 +78,7 @@ class AsyncRecipient:
         self.issued = self.store.list(ISSUED)
         self.received = self.store.list(RECEIVED)
         self.messenger.register([HELD], self.on_held_htlc_available)
-        self.messenger.register([INVREQ], self.on_invoice_request)
+        self.messenger.register([INVREQ, JIT_INVREQ], self.on_invoice_request)
         threading.Thread(target=self._refresh_loop, name="clnlsp-async-refresh",
                          daemon=True).start()
 
@@ -126,7 +120,8 @@ class AsyncRecipient:
         if got.reply_path is None:
             raise RecipientError(f"{server_id}'s offer_paths has no path to serve the invoice")
         offer = recipient.make_offer(self.issuer_id, offer_paths.paths, description,
-                                     amount_msat, offer_paths.paths_absolute_expiry)
+                                     amount_msat, offer_paths.paths_absolute_expiry,
+                                     self.node.network())
         record = {"offer_id": os.urandom(16).hex(), "server_id": server_id, "slot": slot,
                   "offer": offer.hex(), "description": description,
                   "amount_msat": amount_msat, "serve_path": got.reply_path.serialize().hex(),
@@ -195,8 +190,8 @@ class AsyncRecipient:
         channels = [c for c in self.node.channels()
                     if c["state"] == "CHANNELD_NORMAL" and c["remote_policy"]
                     and c["inbound_scid"]]
-        channels.sort(key=lambda c: (c["peer_id"] != record["server_id"],
-                                     -c["receivable_msat"]))
+        first = record["server_id"] or record.get("lsp_id")
+        channels.sort(key=lambda c: (c["peer_id"] != first, -c["receivable_msat"]))
         out = []
         for channel in channels[:MAX_PAYMENT_PATHS]:
             policy = channel["remote_policy"]
@@ -207,18 +202,22 @@ class AsyncRecipient:
                              policy.get("htlc_minimum_msat", 0))
             path, info = payment_path(
                 os.urandom(32), [hop], self.messenger.node_id,
-                os.urandom(32), height + CLTV_ROOM_BLOCKS,
+                os.urandom(32), height + recipient.CLTV_ROOM_BLOCKS,
                 max(channel["capacity_sat"] * 1000, 1),
                 recipient.MIN_FINAL_CLTV_EXPIRY_DELTA)
-            key = hashlib.sha256(path.hops[-1].encrypted_data).hexdigest()
-            ctx = {"offer_id": record["offer_id"], "kind": kind,
-                   "payment_hash": payment_hash, "expires_at": now_s() + ttl_s,
-                   "via": channel["peer_id"]}
-            self.store.put(PAYPATHS, key, ctx)
-            with self._lock:
-                self.paypaths[key] = ctx
+            self.keep_path(path, {"offer_id": record["offer_id"], "kind": kind,
+                                  "payment_hash": payment_hash, "expires_at": now_s() + ttl_s,
+                                  "via": channel["peer_id"]})
             out.append((path, info))
         return out
+
+    def keep_path(self, path: BlindedPath, ctx: dict) -> None:
+        """Persist a payment path's context (before the path leaves us): an HTLC is
+        ours when its final payload carries the path's encrypted data."""
+        key = hashlib.sha256(path.hops[-1].encrypted_data).hexdigest()
+        self.store.put(PAYPATHS, key, ctx)
+        with self._lock:
+            self.paypaths[key] = ctx
 
     def _save(self, record: dict) -> None:
         self.store.put(OFFERS, record["offer_id"], record)
@@ -243,9 +242,9 @@ class AsyncRecipient:
     def refresh_due(self) -> List[str]:
         now = now_s()
         with self._lock:
-            due = [o["offer_id"] for o in self.offers.values()
-                   if o["state"] != "ready"
-                   or now - (o["persisted_at"] or 0) >= self.refresh_interval_s]
+            due = [o["offer_id"] for o in self.offers.values() if o["server_id"]
+                   and (o["state"] != "ready"
+                   or now - (o["persisted_at"] or 0) >= self.refresh_interval_s)]
         return [offer_id for offer_id in due if self.serve(offer_id)]
 
     def view(self, record: dict) -> dict:
@@ -261,7 +260,7 @@ class AsyncRecipient:
                 "invoice_expires_at": record["invoice_expires_at"],
                 "releases_sent": record["releases_sent"],
                 "invoices_issued": record["invoices_issued"],
-                "payments": sorted(payments, key=lambda p: p["at"])}
+                "payments": sorted(payments, key=lambda p: p["at"]), **self.jit_view(record)}
 
     def list_offers(self) -> dict:
         with self._lock:
@@ -292,25 +291,37 @@ class AsyncRecipient:
         if self._open_invoices(record["offer_id"]) >= MAX_OPEN_INVOICES_PER_OFFER:
             self.messenger.drop("too many open invoices for this offer")
             return
+        if record.get("lsp_id"):   # may buy a JIT channel: never on the messenger's worker
+            self.answer_jit_request(record, request, invreq, got.reply_path)
+            return
+        self.issue_invoice(record, request, invreq, got.reply_path,
+                           lambda payment_hash, ttl: self._payment_paths(
+                               record, "invoice", ttl, payment_hash.hex()))
+
+    def issue_invoice(self, record: dict, request: dict, invreq: bytes, reply_path,
+                      make_paths: Callable, relative_expiry: int =
+                      recipient.INVOICE_RELATIVE_EXPIRY_S) -> bool:
+        """Answer a checked invoice_request with an invoice over `make_paths(payment_hash,
+        ttl)`; the preimage is kept before the invoice leaves."""
         preimage = os.urandom(32)
         payment_hash = hashlib.sha256(preimage).digest()
-        pay_paths = self._payment_paths(record, "invoice", recipient.INVOICE_RELATIVE_EXPIRY_S
-                                        + KEEP_AFTER_EXPIRY_S, payment_hash.hex())
+        pay_paths = make_paths(payment_hash, relative_expiry + KEEP_AFTER_EXPIRY_S)
         try:
             invoice = recipient.invoice_for(invreq, request, self.issuer_secret, pay_paths,
-                                            payment_hash, now_s())
+                                            payment_hash, now_s(), relative_expiry)
         except (DecodeError, ValueError) as e:
             self.messenger.drop(f"no invoice for a forwarded invoice_request: {e}")
-            return
+            return False
         amount = recipient.expected_amount(request)
         issued = {"offer_id": record["offer_id"], "preimage": preimage.hex(),
-                  "amount_msat": amount,
-                  "expires_at": now_s() + recipient.INVOICE_RELATIVE_EXPIRY_S}
+                  "amount_msat": amount, "expires_at": now_s() + relative_expiry}
         self.store.put(ISSUED, payment_hash.hex(), issued)
         with self._lock:
             self.issued[payment_hash.hex()] = issued
-        if self.messenger.send(got.reply_path, {onionmsg.INVOICE: invoice}):
+        if self.messenger.send(reply_path, {onionmsg.INVOICE: invoice}):
             self._count(record["offer_id"], "invoices_issued")
+            return True
+        return False
 
     def _open_invoices(self, offer_id: str) -> int:
         """Forget issued invoices (and payment paths) whose payment can no longer come,
@@ -337,77 +348,3 @@ class AsyncRecipient:
             if record is not None:
                 record[field] += 1
                 self._save(record)
-
-    # --- payments ----------------------------------------------------------------------------
-    def context_of(self, htlc: Htlc) -> Optional[tuple]:
-        """(decoded payload, path context) when the HTLC came through one of our paths:
-        its final payload carries our encrypted data, a path key came with it, and it
-        arrived from the path's hop before us. Copying our (public) encrypted data
-        into a plain onion is not enough."""
-        if not htlc.final:
-            return None
-        try:
-            framed = bytes.fromhex(htlc.payload)
-            length, start = read_bigsize(framed, 0)   # lightningd gives it length-prefixed
-            if start + length != len(framed):
-                return None
-            payload = asyncmsg.decode_payment_payload(framed[start:])
-        except (DecodeError, ValueError):
-            return None
-        data = payload.get("encrypted_recipient_data")
-        if data is None:
-            return None
-        with self._lock:
-            ctx = self.paypaths.get(hashlib.sha256(data).hexdigest())
-        if ctx is None or not _came_blinded(payload, htlc.extra_tlvs):
-            return None
-        if ctx.get("via") is not None and htlc.peer_id != ctx["via"]:
-            return None  # (paths made before "via" was recorded: any peer)
-        return payload, ctx
-
-    def on_htlc(self, payload: dict, ctx: dict, htlc: Htlc) -> dict:
-        """The hook's answer for an HTLC on one of our payment paths."""
-        payment_hash, amount, height = htlc.payment_hash, htlc.amount_msat, htlc.height
-        with self._lock:
-            record = self.offers.get(ctx["offer_id"])
-            issued = self.issued.get(payment_hash) if ctx["kind"] == "invoice" else None
-            done = self.received.get(payment_hash)
-        if done is not None and done["state"] == "claimed":   # a replay after restart
-            return htlc_resolve(done["preimage"])
-        if record is None:
-            claim = recipient.Claim(None, "offer forgotten")
-        elif ctx["expires_at"] <= now_s():
-            claim = recipient.Claim(None, "payment path expired")
-        elif ctx["kind"] == "invoice" and (issued is None
-                                           or issued["offer_id"] != ctx["offer_id"]):
-            claim = recipient.Claim(None, "no invoice of ours with this payment hash")
-        else:
-            claim = recipient.check_payment(
-                payload, bytes.fromhex(payment_hash), amount, htlc.cltv_expiry, height,
-                bytes.fromhex(record["offer"]),
-                bytes.fromhex(issued["preimage"]) if issued else None,
-                issued["amount_msat"] if issued else 0)
-        entry = {"offer_id": ctx["offer_id"], "kind": ctx["kind"], "amount_msat": amount,
-                 "at": now_s(), "state": "claimed" if claim.preimage else "refused",
-                 "why": claim.why}
-        if claim.preimage:
-            entry["preimage"] = claim.preimage.hex()
-        self.store.put(RECEIVED, payment_hash, entry)
-        with self._lock:
-            self.received[payment_hash] = entry
-        if claim.preimage is None:
-            self.log(f"async payment {payment_hash} refused: {claim.why}", "info")
-            return incorrect_details(amount, height)
-        return htlc_resolve(claim.preimage.hex())
-
-
-def _came_blinded(payload: dict, extra_tlvs: str) -> bool:
-    """A path key came with the HTLC: in update_add_htlc (TLV 0, from the hop before
-    us) or in the payload (current_path_key, when we are the introduction node)."""
-    if payload.get("current_path_key") is not None:
-        return True
-    try:
-        extra = bytes.fromhex(extra_tlvs)
-        return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
-    except (DecodeError, ValueError):
-        return False

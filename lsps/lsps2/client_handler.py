@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 import lsps.bolt11 as bolt11
 import lsps.lsps2.client as C
 from lsps.lsps0.client import ClientError
+from lsps.lsps2.bolt12 import opening_fee
 from lsps.lsps2.msgs import (
     OpeningFeeParams,
     ProtocolError,
@@ -23,6 +24,9 @@ from lsps.node.store import Area, Store
 from lsps.runtime.threads import now_ms
 
 PURCHASES = Area("lsps2-purchases")    # JIT channels we bought
+# JIT purchases one offer may hold unused at a time: anyone may ask the offer for
+# invoices, and each invoice that needs a JIT channel takes one.
+MAX_OFFER_PURCHASES = 5
 
 
 class Lsps2Client:
@@ -109,6 +113,74 @@ class Lsps2Client:
             out["opening_fee_msat"] = choice.fee_msat
         return out
 
+    def offer_purchase(self, lsp_id: str, offer_id: str, amount_msat: int,
+                       token: Optional[str], max_fee_msat: Optional[int]) -> dict:
+        """A JIT purchase for one invoice of an offer (LSPS2 over BOLT12): one the offer
+        bought earlier that no outstanding invoice uses, else a fresh `lsps2.buy` in
+        no-MPP mode (the fee follows the amount of the single part). The purchase is
+        taken until the invoice expires; returns it with `fee_msat` and
+        `invoice_expiry_s`. Raises ClientError (menu, fee, LSP errors)."""
+        start = now_ms()
+        now = start // 1000
+        latest_start = now + C.MIN_INVOICE_EXPIRY_S + C.EXPIRY_MARGIN_S
+        with self.lock:
+            mine = [p for p in self.purchases.values() if p.get("offer_id") == offer_id
+                    and p["state"] == C.WAITING and p["valid_until"] > now]
+            for p in sorted(mine, key=lambda p: -p["valid_until"]):
+                fee = opening_fee(p["opening_fee_params"], amount_msat)
+                if p.get("in_use_until", 0) <= now and p["valid_until"] >= latest_start \
+                        and fee is not None and (max_fee_msat is None or fee <= max_fee_msat):
+                    return self._take_for_invoice(p, fee, start)
+            if len(mine) >= MAX_OFFER_PURCHASES:
+                raise ClientError(C.NO_SUITABLE_PARAMS, f"offer {offer_id} has "
+                                  f"{len(mine)} JIT purchases waiting for their payments")
+        to_self_delay = int(self.node.config("watchtime-blocks") or 144)
+        params = {"token": token} if token is not None else {}
+        menu = C.parse_menu(lsp_id, self._request(lsp_id, "lsps2.get_info", params))
+        choice = C.choose(menu, amount_msat, start, to_self_delay, max_fee_msat)
+        bought = C.parse_buy_result(lsp_id, self._request(
+            lsp_id, "lsps2.buy", {"opening_fee_params": choice.params.wire()}))
+        purchase = {
+            "kind": "bolt12", "offer_id": offer_id, "lsp_id": lsp_id,
+            "payment_hash": None, "label": None, "bolt11": None,
+            "jit_channel_scid": bought["jit_channel_scid"],
+            "lsp_cltv_expiry_delta": bought["lsp_cltv_expiry_delta"],
+            "client_trusts_lsp": bought["client_trusts_lsp"],
+            "opening_fee_params": choice.params.wire(), "payment_size_msat": None,
+            "opening_fee_msat": None, "max_fee_msat": max_fee_msat,
+            "pre_channels": [c["channel_id"] for c in self.node.channels(lsp_id)],
+            "jit_channel_id": None, "valid_until": choice.params.valid_until_ms // 1000,
+            "expires_at": choice.params.valid_until_ms // 1000, "state": C.WAITING,
+            "created_at": now, "in_use_until": 0, "invoices": 0,
+        }
+        with self.lock:
+            self.purchases[_key(purchase)] = purchase
+            return self._take_for_invoice(purchase, choice.fee_msat, start)
+
+    def _take_for_invoice(self, purchase: dict, fee_msat: int, now: int) -> dict:
+        """Caller holds the lock."""
+        params = OpeningFeeParams.from_json(purchase["opening_fee_params"])
+        life = C.invoice_expiry(params, now, None)
+        purchase["in_use_until"] = now // 1000 + life
+        purchase["invoices"] = purchase.get("invoices", 0) + 1
+        self.store.put(PURCHASES, _key(purchase), purchase)
+        return dict(purchase, fee_msat=fee_msat, invoice_expiry_s=life)
+
+    def offer_paid(self, scid: str, incoming_scid: str, amount_msat: int,
+                   fee_msat: int) -> None:
+        """A payment through an offer's JIT path was claimed: the purchase is used."""
+        with self.lock:
+            purchase = self.purchases.get(f"bolt12-{scid}")
+            if purchase is None or purchase["state"] == C.PAID:
+                return
+            self._jit_channel(purchase, incoming_scid)
+            purchase.update(state=C.PAID, paid_at=int(time.time()),
+                            received_msat=amount_msat, opening_fee_msat=fee_msat)
+            self.store.put(PURCHASES, _key(purchase), purchase)
+
+    def offer_purchases(self, offer_id: str) -> List[dict]:
+        return [p for p in self.list_buys() if p.get("offer_id") == offer_id]
+
     # --- node events ------------------------------------------------------------------
     def accepts_zeroconf_from(self, peer_id: str) -> bool:
         now = time.time()
@@ -152,7 +224,7 @@ class Lsps2Client:
         if channel["channel_id"] in purchase["pre_channels"]:
             return False
         purchase["jit_channel_id"] = channel["channel_id"]
-        self.store.put(PURCHASES, purchase["payment_hash"], purchase)
+        self.store.put(PURCHASES, _key(purchase), purchase)
         return True
 
     def on_invoice_paid(self, label: str) -> None:
@@ -170,6 +242,13 @@ class Lsps2Client:
         with self.lock:
             purchases = [dict(p) for p in self.purchases.values()]
         for p in purchases:
+            p.setdefault("kind", "bolt11")
             if p["state"] == C.WAITING and now >= min(p["valid_until"], p["expires_at"]):
                 p["state"] = C.EXPIRED
         return sorted(purchases, key=lambda p: p["created_at"])
+
+
+def _key(purchase: dict) -> str:
+    """A purchase's datastore key: its invoice's payment hash, or for an offer's
+    purchase (no invoice of its own) its jit scid."""
+    return purchase["payment_hash"] or f"bolt12-{purchase['jit_channel_scid']}"

@@ -357,7 +357,7 @@ class Lsps2Service(JitOpening):
                     continue
                 out.append({
                     "jit_channel_scid": s["scid"], "peer_id": s["client_id"],
-                    "state": s["state"], "opening_fee_params": s["params"],
+                    "state": s["state"], "kind": _kind(s), "opening_fee_params": s["params"],
                     "payment_size_msat": s["payment_size_msat"],
                     "opening_fee_msat": s["opening_fee_msat"],
                     "payment_hash": s["payment_hash"],
@@ -375,3 +375,11 @@ class Lsps2Service(JitOpening):
                                   "parts": f["parts"]} for f in s["failures"]],
                 })
             return out
+
+
+def _kind(session: dict) -> Optional[str]:
+    """How the session's payment came: "bolt12" over a blinded path (the JIT scid was
+    the last hop of one), "bolt11" by route hint; None before any part arrived."""
+    if not session["parts"]:
+        return None
+    return "bolt12" if session["parts"][0].get("blinded") else "bolt11"

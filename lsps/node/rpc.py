@@ -63,14 +63,15 @@ class ClnNode:
         self.rpc().call("connect", {"id": peer_id})
 
     def route_to(self, node_id: str, amount_msat: int, final_cltv: int,
-                 payment: bool = True) -> List[dict]:
-        """A single path from us to node_id (askrene `getroutes`), one entry per channel:
-        {node_id: the node it reaches, channel, amount_msat and cltv (relative) of the
-        HTLC on it}. For onion messages (payment=False) capacity does not matter, so
-        our channels' spendable amounts are not taken into account."""
+                 payment: bool = True, source: Optional[str] = None) -> List[dict]:
+        """A single path from us (or `source`) to node_id (askrene `getroutes`), one
+        entry per channel: {node_id: the node it reaches, channel, amount_msat and cltv
+        (relative) of the HTLC on it}. For onion messages (payment=False) capacity does
+        not matter, so our channels' spendable amounts are not taken into account."""
         layers = ["auto.localchans", "auto.sourcefree"] if payment else ["auto.sourcefree"]
         routes = self.rpc().call("getroutes", {
-            "source": self.node_id(), "destination": node_id, "amount_msat": amount_msat,
+            "source": source or self.node_id(), "destination": node_id,
+            "amount_msat": amount_msat,
             "layers": layers, "maxfee_msat": amount_msat // 20 + 5000,
             "final_cltv": final_cltv, "maxparts": 1})["routes"]
         return [{"node_id": hop["node_id_out"],

@@ -80,11 +80,14 @@ class FakeNode:
     def blockheight(self) -> int:
         return self.height
 
+    def network(self) -> str:
+        return "bitcoin"
+
     def channels(self, peer_id=None) -> list:
         return [dict(c) for c in self._channels if peer_id in (None, c["peer_id"])]
 
     def route_to(self, node_id: str, amount_msat: int, final_cltv: int,
-                 payment: bool = True) -> list:
+                 payment: bool = True, source=None) -> list:
         self.route_calls.append((node_id, amount_msat, final_cltv))
         route = self.routes.get(node_id)
         if isinstance(route, Exception):

@@ -68,8 +68,10 @@ class OnionNode:
             raise self.inject_error
         self.injected.append((path_key, packet))
 
-    def route_to(self, node_id, amount_msat, final_cltv, payment=True):
+    def route_to(self, node_id, amount_msat, final_cltv, payment=True, source=None):
         assert payment is False
+        if source is not None:   # routes known here start at this node
+            raise rpc_error("no route")
         if node_id not in self.routes:
             raise rpc_error("no route")
         return self.routes[node_id]

@@ -216,9 +216,10 @@ def test_order_service_options():
     assert orders.kwargs == {"prune_after_s": 60, "close_expired": True}
 
 
-def test_the_refresh_interval_reaches_the_recipient():
+def test_the_refresh_interval_and_the_jit_client_reach_the_recipient():
     services, _, _ = build(lsp_asyncpay_refresh_interval=600)
-    assert services["async_recipient"].kwargs == {"refresh_interval_s": 600}
+    assert services["async_recipient"].kwargs == {"refresh_interval_s": 600,
+                                                  "jit": services["lsps2_client"]}
 
 
 def test_client_calls_wait_on_lsps0_and_fail_for_an_unconnected_lsp():

@@ -376,7 +376,8 @@ def test_recipient_accepts_the_right_quantity():
 
 
 def test_recipient_claims_only_htlcs_that_came_through_its_path():
-    from lsps.asyncpay.recipient import AsyncRecipient, _came_blinded
+    from lsps.asyncpay.claims import came_blinded as _came_blinded
+    from lsps.asyncpay.recipient import AsyncRecipient
     path_key = "02" + "ee" * 32
     assert _came_blinded({}, "0021" + path_key)
     assert _came_blinded({"current_path_key": bytes(33)}, "")

@@ -19,6 +19,8 @@ from fakes_asyncpay import (
     stored,
 )
 
+import lsps.asyncpay.claims as claims
+import lsps.asyncpay.jit_offers as jit_offers
 import lsps.asyncpay.payer as P
 import lsps.asyncpay.recipient as R
 from bolt12ext import asyncmsg, build, messages, onionmsg
@@ -73,7 +75,8 @@ class Server:
 @pytest.fixture
 def clock(monkeypatch):
     c = Clock()
-    monkeypatch.setattr(R, "now_s", c)
+    for role in (R, claims, jit_offers):
+        monkeypatch.setattr(role, "now_s", c)
     return c
 
 
@@ -510,7 +513,7 @@ def test_payment_below_the_request_is_refused_with_incorrect_details(env):
     htlc = htlc_on(path, hashlib.sha256(preimage).hexdigest(), 5000, preimage=preimage,
                    invoice_request=req)
     payload, ctx = env.r.context_of(htlc)
-    assert env.r.on_htlc(payload, ctx, htlc) == R.incorrect_details(5000, HEIGHT)
+    assert env.r.on_htlc(payload, ctx, htlc) == claims.incorrect_details(5000, HEIGHT)
     entry = stored(env.rpc, "asyncrecv")[htlc.payment_hash]
     assert entry["state"] == "refused" and "preimage" not in entry
     assert entry["why"] == "amount below what the invoice_request asks"
@@ -597,11 +600,11 @@ def test_paths_recorded_without_via_accept_any_peer(env):
 
 
 def test_path_key_comes_in_the_payload_or_update_add_htlc_else_not_ours():
-    assert R._came_blinded({"current_path_key": b"\x02" * 33}, "")
-    assert R._came_blinded({}, PATH_KEY_TLV)
-    assert not R._came_blinded({}, "0001aa")         # TLV 0 but not a point
-    assert R._came_blinded({}, "zz") is False        # unreadable
-    assert R._came_blinded({}, "ff") is False
+    assert claims.came_blinded({"current_path_key": b"\x02" * 33}, "")
+    assert claims.came_blinded({}, PATH_KEY_TLV)
+    assert not claims.came_blinded({}, "0001aa")         # TLV 0 but not a point
+    assert claims.came_blinded({}, "zz") is False        # unreadable
+    assert claims.came_blinded({}, "ff") is False
 
 
 def test_htlcs_from_another_peer_or_to_forward_are_not_ours(env):

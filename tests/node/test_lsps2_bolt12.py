@@ -1,0 +1,78 @@
+"""LSPS2 over BOLT12 on real nodes: JIT channels behind offers.
+
+P (stock CLN, the payer) — L (the LSP) — C (our client, connected to L, no channel).
+C's offer is paid by CLN's own tools, `fetchinvoice` then `xpay`. The opening fee
+sits in the encrypted relay of L's hop (../shared/notes/lsps2-bolt12.md)."""
+from pyln.testing.utils import only_one, wait_for
+from test_cli import cli
+from test_lsps2 import client_channels, jit_topology
+
+FEE_MIN, FEE_PPM = 2000, 10_000   # test_lsps2.LSP_OPTS
+
+
+def opening_fee(amount):
+    return max(FEE_MIN, -(-amount * FEE_PPM // 1_000_000))
+
+
+def pay_offer(payer, offer, amount=None):
+    params = {"offer": offer} if amount is None else {"offer": offer, "amount_msat": amount}
+    invoice = payer.rpc.fetchinvoice(**params)["invoice"]
+    return payer.rpc.xpay(invstring=invoice), payer.rpc.decode(invoice)
+
+
+def received(client, offer_id):
+    offer = only_one([o for o in client.rpc.call("asyncpay-listoffers")["offers"]
+                      if o["offer_id"] == offer_id])
+    return offer, [p for p in offer["payments"] if p["state"] == "claimed"]
+
+
+def test_offer_paid_with_no_channel_opens_one_then_pays_through_it(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    made = cli(client, "lsps2-buyoffer", lsp.info["id"])   # as the README shows it
+    assert made["offer"].startswith("lno1") and made["jit"] is True
+    assert made["lsp_id"] == lsp.info["id"] and made["purchases"] == []
+    assert payer.rpc.decode(made["offer"])["valid"]
+
+    amount = 5_000_000
+    paid, invoice = pay_offer(payer, made["offer"], amount)
+    assert paid["amount_msat"] == amount
+    # The payer was told the path is free; the LSP kept the fee of its relay.
+    (path,) = invoice["invoice_paths"]
+    assert (path["payinfo"]["fee_base_msat"], path["payinfo"]["fee_proportional_millionths"]) \
+        == (0, 0)
+    fee = opening_fee(amount)
+    (channel,) = client_channels(client, lsp)
+    wait_for(lambda: client_channels(client, lsp)[0]["to_us_msat"] == amount - fee)
+    offer, (payment,) = received(client, made["offer_id"])
+    assert (payment["amount_msat"], payment["fee_msat"]) == (amount - fee, fee)
+    (purchase,) = offer["purchases"]
+    assert purchase["state"] == "paid" and purchase["opening_fee_msat"] == fee
+    assert purchase["jit_channel_id"] == channel["channel_id"]
+    (session,) = lsp.rpc.call("lsps2-service-sessions", [client.info["id"]])["sessions"]
+    assert session["kind"] == "bolt12" and session["state"] == "done"
+    assert session["opening_fee_msat"] == fee
+    buys = client.rpc.call("lsps2-listbuys")["buys"]
+    assert [(b["kind"], b["offer_id"]) for b in buys] == [("bolt12", made["offer_id"])]
+
+    # The same offer again: through the channel, no fee, no second channel.
+    second = 1_000_000
+    pay_offer(payer, made["offer"], second)
+    wait_for(lambda: len(received(client, made["offer_id"])[1]) == 2)
+    _, payments = received(client, made["offer_id"])
+    assert payments[1]["amount_msat"] == second and "fee_msat" not in payments[1]
+    assert len(client_channels(client, lsp)) == 1
+    assert len(received(client, made["offer_id"])[0]["purchases"]) == 1
+
+
+def test_fixed_amount_offer_by_name(node_factory, plugin_path):
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    amount = 3_000_000
+    made = client.rpc.call("lsps2-buyoffer", {"lsp_id": lsp.info["id"], "amount_msat": amount,
+                                              "description": "coffee",
+                                              "max_fee_msat": opening_fee(amount)})
+    decoded = payer.rpc.decode(made["offer"])
+    assert decoded["offer_amount_msat"] == amount and decoded["offer_description"] == "coffee"
+    pay_offer(payer, made["offer"])
+    wait_for(lambda: received(client, made["offer_id"])[1])
+    _, (payment,) = received(client, made["offer_id"])
+    assert payment["amount_msat"] == amount - opening_fee(amount)
