@@ -3,9 +3,14 @@
 P (stock CLN, the payer) — L (the LSP) — C (our client, connected to L, no channel).
 C's offer is paid by CLN's own tools, `fetchinvoice` then `xpay`. The opening fee
 sits in the encrypted relay of L's hop (../shared/notes/lsps2-bolt12.md)."""
+import time
+
+import pytest
+from pyln.client import RpcError
 from pyln.testing.utils import only_one, wait_for
 from test_cli import cli
 from test_lsps2 import client_channels, jit_topology
+from test_money_safety import pay_over_blinded_jit_path
 
 FEE_MIN, FEE_PPM = 2000, 10_000   # test_lsps2.LSP_OPTS
 
@@ -76,3 +81,41 @@ def test_fixed_amount_offer_by_name(node_factory, plugin_path):
     wait_for(lambda: received(client, made["offer_id"])[1])
     _, (payment,) = received(client, made["offer_id"])
     assert payment["amount_msat"] == amount - opening_fee(amount)
+
+
+def test_an_htlc_whose_skim_is_below_the_fee_opens_nothing(node_factory, plugin_path):
+    """A payer (or a client that built its own path) whose relay leaves the LSP less
+    than the opening fee: failed at the LSP, no channel; the honest invoice still pays."""
+    payer, lsp, client = jit_topology(node_factory, plugin_path)
+    made = cli(client, "lsps2-buyoffer", lsp.info["id"])
+    amount = 5_000_000
+    invoice = payer.rpc.fetchinvoice(offer=made["offer"], amount_msat=amount)["invoice"]
+    (purchase,) = client.rpc.call("lsps2-listbuys")["buys"]
+    payment_hash = pay_over_blinded_jit_path(payer, lsp, client, purchase, amount,
+                                             opening_fee(amount) - 1)
+    with pytest.raises(RpcError):
+        payer.rpc.waitsendpay(payment_hash, timeout=60)
+    assert not lsp.daemon.is_in_log(r"plugin-spenderp: mfc")   # no fundchannel ran
+    assert client_channels(client, lsp) == []
+    (session,) = lsp.rpc.call("lsps2-service-sessions")["sessions"]
+    assert session["state"] == "waiting"
+    assert payer.rpc.xpay(invstring=invoice)["amount_msat"] == amount
+    assert len(client_channels(client, lsp)) == 1
+
+
+def test_a_purchase_too_old_for_an_invoice_is_replaced_by_a_fresh_one(node_factory, plugin_path):
+    # valid_until 125 s ahead: an invoice lives 65 s and a purchase with less than
+    # 120 s left is not used for another one.
+    payer, lsp, client = jit_topology(node_factory, plugin_path,
+                                      lsp_opts={"lsp-lsps2-valid-for": 125})
+    made = cli(client, "lsps2-buyoffer", lsp.info["id"], 2_000_000)
+    first = payer.rpc.fetchinvoice(offer=made["offer"])["invoice"]
+    (old,) = client.rpc.call("lsps2-listbuys")["buys"]
+    time.sleep(payer.rpc.decode(first)["invoice_relative_expiry"] + 1)   # never paid
+    pay_offer(payer, made["offer"])
+    wait_for(lambda: received(client, made["offer_id"])[1])
+    purchases = received(client, made["offer_id"])[0]["purchases"]
+    assert [p["jit_channel_scid"] == old["jit_channel_scid"] for p in purchases] == \
+        [True, False]
+    assert [p["state"] for p in purchases] == ["waiting", "paid"]
+    assert len(client_channels(client, lsp)) == 1
