@@ -188,6 +188,7 @@ class App:
                                          asyncpay_server.ServerCore(messenger.book, limits),
                                          self.log)
             server.start()
+            messenger.mailbox.also_for = lambda peer_id: server.serves(peer_id)
             if dispatcher is not None:
                 server.serve_lsps0(dispatcher)
             s["asyncpay_server"] = server

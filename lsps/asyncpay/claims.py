@@ -7,10 +7,12 @@ import hashlib
 from typing import Optional
 
 from bolt12ext import asyncmsg, recipient
+from bolt12ext.blinding import PaymentRelay
 from bolt12ext.tlv import DecodeError, read_bigsize
 from bolt12ext.tlv import records as tlv_records
 from lsps.asyncpay.messenger import now_s
 from lsps.htlc import incorrect_or_unknown
+from lsps.lsps2.bolt12 import blinded_forward_msat
 from lsps.node.events import Htlc
 from lsps.node.replies import htlc_fail, htlc_resolve
 from lsps.node.store import Area
@@ -72,7 +74,7 @@ class PaymentClaims:
                 payload, bytes.fromhex(payment_hash), amount, htlc.cltv_expiry, height,
                 bytes.fromhex(record["offer"]),
                 bytes.fromhex(issued["preimage"]) if issued else None,
-                issued["amount_msat"] if issued else 0, ctx.get("jit_fee_msat", 0))
+                issued["amount_msat"] if issued else 0, jit_fee_allowance(ctx, payload))
         entry = {"offer_id": ctx["offer_id"], "kind": ctx["kind"], "amount_msat": amount,
                  "at": now_s(), "state": "claimed" if claim.preimage else "refused",
                  "why": claim.why}
@@ -103,3 +105,14 @@ def came_blinded(payload: dict, extra_tlvs: str) -> bool:
         return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
     except (DecodeError, ValueError):
         return False
+
+
+def jit_fee_allowance(ctx: dict, payload: dict) -> int:
+    """What the LSP's hop of a JIT path keeps of this payment: exactly what its
+    encrypted relay (we made it) deducts from the amount the payer sent it, which is
+    the final payload's amount (the payer was told the path is free)."""
+    relay = ctx.get("jit_relay")
+    amount = payload.get("amt_to_forward")
+    if relay is None or amount is None:
+        return 0
+    return amount - blinded_forward_msat(amount, PaymentRelay(0, relay[1], relay[0]))

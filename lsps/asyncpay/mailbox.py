@@ -14,7 +14,8 @@ from lsps.node.store import Store
 
 
 class PeerMailbox:
-    """Keeps onion messages for our channel peers while they are offline (area "mailbox")."""
+    """Keeps onion messages for our channel peers and the static invoice server's
+    recipients while they are offline (area "mailbox")."""
 
     def __init__(self, node: ClnNode, store: Store, box: Mailbox,
                  log: Callable[[str, str], None]):
@@ -23,6 +24,9 @@ class PeerMailbox:
         self.box = box
         self.log = log
         self.kept: Counter = Counter()
+        # Peers kept for without a channel: the server's recipients, whose JIT channel
+        # is opened only once they are back to release a payment.
+        self.also_for: Callable[[str], bool] = lambda peer_id: False
 
     def start(self) -> None:
         for key, record in self.store.list(MAILBOX).items():
@@ -30,7 +34,8 @@ class PeerMailbox:
                 self.box.items[key] = record
 
     def _next_peer(self, event: dict) -> Optional[str]:
-        """The channel peer the message was for, if it is one of ours and offline."""
+        """The peer the message was for, if it is one of ours (a channel peer or a
+        recipient of our server) and offline."""
         nxt = event.get("next_node_id")
         scidd = event.get("next_short_channel_id_dir")
         for channel in self.node.channels():
@@ -39,6 +44,8 @@ class PeerMailbox:
             if nxt == channel["peer_id"] or (
                     scidd and scidd.split("/")[0] in channel["scids"]):
                 return channel["peer_id"]
+        if nxt and self.also_for(nxt) and nxt not in self.node.connected_peers():
+            return nxt
         return None
 
     def keep(self, event: dict) -> None:

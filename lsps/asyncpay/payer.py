@@ -239,6 +239,9 @@ class AsyncPayer:
                 continue
             final_cltv = height + final_extra
             intro_amount, intro_cltv = payer.at_introduction(amount, final_cltv, info)
+            if not info.htlc_minimum_msat <= intro_amount <= info.htlc_maximum_msat:
+                errors.append(f"{intro_amount} msat outside the path's htlc range")
+                continue
             intro = path.first_node_id.hex()
             try:
                 route = self.node.route_to(intro, intro_amount, intro_cltv - height)

@@ -27,9 +27,9 @@ from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.claims import RECEIVED, PaymentClaims
-from lsps.asyncpay.jit_offers import JIT_INVREQ, JitOffers, JitSeller
+from lsps.asyncpay.jit_offers import JIT_INVREQ, JitOffers, JitSeller, jit_lsp
 from lsps.asyncpay.messenger import OnionMessenger, now_s
-from lsps.node.rpc import ClnNode
+from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Area, Store
 
 ISSUER_LABEL = "clnlsp/async-issuer/v1"
@@ -126,7 +126,8 @@ class AsyncRecipient(PaymentClaims, JitOffers):
                   "offer": offer.hex(), "description": description,
                   "amount_msat": amount_msat, "serve_path": got.reply_path.serialize().hex(),
                   "created_at": now_s(), "state": "not_persisted", "invoice_expires_at": None,
-                  "persisted_at": None, "releases_sent": 0, "invoices_issued": 0}
+                  "persisted_at": None, "releases_sent": 0, "invoices_issued": 0,
+                  "peer_address": self.node.peer_address(server_id)}
         self._save(record)
         self.serve(record["offer_id"])
         return self.view(self.offers[record["offer_id"]])
@@ -141,7 +142,13 @@ class AsyncRecipient(PaymentClaims, JitOffers):
         server = bytes.fromhex(record["server_id"])
         now = now_s()
         ttl = STATIC_INVOICE_DEFAULT_EXPIRY + 86400
-        pay_paths = self._payment_paths(record, "static", ttl)
+        life, jit = STATIC_INVOICE_DEFAULT_EXPIRY, None
+        if self.inbound_from(record["server_id"]) < (record["amount_msat"] or 1):
+            jit = self.static_jit_paths(record, STATIC_INVOICE_DEFAULT_EXPIRY)
+        if jit is not None:   # no channel from the server can take it: a JIT channel will
+            pay_paths, life = jit
+        else:
+            pay_paths = self._payment_paths(record, "static", ttl)
         if not pay_paths:
             self.log(f"async offer {offer_id}: no channel with a known inbound policy, "
                      "static invoice not built", "info")
@@ -149,7 +156,8 @@ class AsyncRecipient(PaymentClaims, JitOffers):
         held = [self.messenger.new_path(HELD, ttl, via=server, offer_id=offer_id)[0],
                 self.messenger.new_path(HELD, ttl, offer_id=offer_id)[0]]
         forward = self.messenger.new_path(INVREQ, ttl, via=server, offer_id=offer_id)[0]
-        invoice = recipient.make_static_invoice(offer, self.issuer_secret, pay_paths, held, now)
+        invoice = recipient.make_static_invoice(offer, self.issuer_secret, pay_paths, held, now,
+                                                life)
         serve = BlindedPath.parse(bytes.fromhex(record["serve_path"]))[0]
         got = self._ask_server(serve, asyncmsg.ServeStaticInvoice(invoice, forward),
                                onionmsg.STATIC_INVOICE_PERSISTED)
@@ -161,7 +169,7 @@ class AsyncRecipient(PaymentClaims, JitOffers):
                 self.log(f"async offer {offer_id}: server did not persist the invoice", "info")
             else:
                 record.update(state="ready", persisted_at=now, static_invoice=invoice.hex(),
-                              invoice_expires_at=now + STATIC_INVOICE_DEFAULT_EXPIRY)
+                              invoice_expires_at=now + life, static_jit=jit is not None)
             self._save(record)
         return got is not None
 
@@ -233,18 +241,37 @@ class AsyncRecipient(PaymentClaims, JitOffers):
         return {"forgotten": offer_id}
 
     def _refresh_loop(self) -> None:
+        try:
+            self.reconnect()
+        except Exception as e:  # refreshing goes on
+            self.log(f"async recipient: reconnecting failed: {e!r}", "warn")
         while not self._stop.wait(min(60, self.refresh_interval_s)):
             try:
                 self.refresh_due()
             except Exception as e:  # keep refreshing whatever one offer did
                 self.log(f"async offer refresh failed: {e!r}", "warn")
 
+    def reconnect(self) -> None:
+        """Back online: connect to our offers' servers and LSPs. A recipient without a
+        channel has nobody lightningd reconnects to, and its held payments wait there
+        (the server's mailbox keeps their messages, the JIT channel opens from there)."""
+        with self._lock:
+            peers = {o["server_id"] or o.get("lsp_id"): o.get("peer_address")
+                     for o in self.offers.values()}
+        connected = self.node.connected_peers()
+        for peer in sorted(p for p in peers if p and p not in connected):
+            try:
+                self.node.connect(peer, peers[peer])
+            except RpcError as e:
+                self.log(f"async recipient: cannot reconnect to {peer}: {e}", "info")
+
     def refresh_due(self) -> List[str]:
         now = now_s()
         with self._lock:
             due = [o["offer_id"] for o in self.offers.values() if o["server_id"]
                    and (o["state"] != "ready"
-                   or now - (o["persisted_at"] or 0) >= self.refresh_interval_s)]
+                        or now - (o["persisted_at"] or 0) >= self.refresh_interval_s
+                        or _in_last_quarter(o, now))]
         return [offer_id for offer_id in due if self.serve(offer_id)]
 
     def view(self, record: dict) -> dict:
@@ -291,7 +318,7 @@ class AsyncRecipient(PaymentClaims, JitOffers):
         if self._open_invoices(record["offer_id"]) >= MAX_OPEN_INVOICES_PER_OFFER:
             self.messenger.drop("too many open invoices for this offer")
             return
-        if record.get("lsp_id"):   # may buy a JIT channel: never on the messenger's worker
+        if jit_lsp(record):   # may buy a JIT channel: never on the messenger's worker
             self.answer_jit_request(record, request, invreq, got.reply_path)
             return
         self.issue_invoice(record, request, invreq, got.reply_path,
@@ -348,3 +375,10 @@ class AsyncRecipient(PaymentClaims, JitOffers):
             if record is not None:
                 record[field] += 1
                 self._save(record)
+
+
+def _in_last_quarter(offer: dict, now: int) -> bool:
+    """The static invoice is in the last quarter of its life (a JIT purchase's
+    valid_until may make it short): time to serve a fresh one."""
+    expires, made = offer["invoice_expires_at"], offer["persisted_at"]
+    return bool(expires and made) and expires - now <= (expires - made) // 4

@@ -83,6 +83,11 @@ class StaticInvoiceServer:
                         "expires_at": r["expires_at"]})
         return {"invoices": out}
 
+    def serves(self, recipient_id: str) -> bool:
+        """Do we keep a static invoice for this recipient (a node id)?"""
+        with self._lock:
+            return any(r["recipient"] == recipient_id for r in self._invoices.values())
+
     def forget(self, recipient_id: str, slot: Optional[int] = None) -> dict:
         with self._lock:
             keys = [k for k, r in self._invoices.items() if r["recipient"] == recipient_id

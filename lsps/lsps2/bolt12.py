@@ -11,7 +11,7 @@ claims a payment that is short by exactly that fee.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from bolt12ext.blinding import PayInfo, PaymentHop, PaymentRelay
 from lsps.lsps2.msgs import OpeningFeeParams
@@ -68,3 +68,31 @@ def free_payinfo(info: PayInfo) -> PayInfo:
     """What the payer is told: the path costs nothing (the LSP's fee comes out of
     the amount the recipient receives), with the path's CLTV and limits."""
     return dataclasses.replace(info, fee_base_msat=0, fee_proportional_millionths=0)
+
+
+def fee_segments(params: dict, lowest_msat: int) -> List[Tuple[int, int, PaymentRelay]]:
+    """Relays that leave the LSP at least the opening fee of *any* single-part amount
+    from `lowest_msat` up to the params' max_payment_size_msat, for a static invoice
+    made before the amount is known: [(htlc_minimum, htlc_maximum, relay)], one path
+    each. The fee is max(min_fee, amount × proportional): up to the amount where the
+    proportional part takes over, a base fee of exactly min_fee; above it a slightly
+    higher proportional rate plus a few msat, so the ceiling of the forward never
+    leaves the LSP short (skim > amount × proportional + 1). cltv_expiry_delta is 0:
+    the caller sets the LSP's."""
+    p = OpeningFeeParams.from_json(params)
+    lo = max(lowest_msat, p.min_payment_size_msat, p.min_fee_msat + 1)
+    hi = p.max_payment_size_msat
+    if lo > hi:
+        return []
+    q = p.proportional
+    flat_up_to = hi if q == 0 else min(hi, p.min_fee_msat * MILLION // q)
+    out = []
+    if lo <= flat_up_to:
+        out.append((lo, flat_up_to, PaymentRelay(0, 0, p.min_fee_msat)))
+    if flat_up_to < hi:
+        if q >= MILLION:
+            return out   # a fee of the whole amount or more: no payment can pay it
+        ppm = -(-q * MILLION // (MILLION - q))
+        base = -(-2 * (MILLION + ppm) // MILLION)
+        out.append((max(lo, flat_up_to + 1), hi, PaymentRelay(0, ppm, base)))
+    return out

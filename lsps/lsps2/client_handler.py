@@ -113,13 +113,15 @@ class Lsps2Client:
             out["opening_fee_msat"] = choice.fee_msat
         return out
 
-    def offer_purchase(self, lsp_id: str, offer_id: str, amount_msat: int,
-                       token: Optional[str], max_fee_msat: Optional[int]) -> dict:
+    def offer_purchase(self, lsp_id: str, offer_id: str, amount_msat: Optional[int],
+                       token: Optional[str], max_fee_msat: Optional[int],
+                       invoice_life_s: Optional[int] = None) -> dict:
         """A JIT purchase for one invoice of an offer (LSPS2 over BOLT12): one the offer
         bought earlier that no outstanding invoice uses, else a fresh `lsps2.buy` in
-        no-MPP mode (the fee follows the amount of the single part). The purchase is
-        taken until the invoice expires; returns it with `fee_msat` and
-        `invoice_expiry_s`. Raises ClientError (menu, fee, LSP errors)."""
+        no-MPP mode (the fee follows the amount of the single part; None: a static
+        invoice's, not known yet). The purchase is taken until the invoice expires
+        (`invoice_life_s` asked, default 1 h, always before valid_until); returns it with
+        `fee_msat` and `invoice_expiry_s`. Raises ClientError (menu, fee, LSP errors)."""
         start = now_ms()
         now = start // 1000
         latest_start = now + C.MIN_INVOICE_EXPIRY_S + C.EXPIRY_MARGIN_S
@@ -127,10 +129,12 @@ class Lsps2Client:
             mine = [p for p in self.purchases.values() if p.get("offer_id") == offer_id
                     and p["state"] == C.WAITING and p["valid_until"] > now]
             for p in sorted(mine, key=lambda p: -p["valid_until"]):
-                fee = opening_fee(p["opening_fee_params"], amount_msat)
+                fee = None if amount_msat is None else \
+                    opening_fee(p["opening_fee_params"], amount_msat)
                 if p.get("in_use_until", 0) <= now and p["valid_until"] >= latest_start \
-                        and fee is not None and (max_fee_msat is None or fee <= max_fee_msat):
-                    return self._take_for_invoice(p, fee, start)
+                        and (amount_msat is None or fee is not None) \
+                        and (max_fee_msat is None or fee is None or fee <= max_fee_msat):
+                    return self._take_for_invoice(p, fee, start, invoice_life_s)
             if len(mine) >= MAX_OFFER_PURCHASES:
                 raise ClientError(C.NO_SUITABLE_PARAMS, f"offer {offer_id} has "
                                   f"{len(mine)} JIT purchases waiting for their payments")
@@ -155,12 +159,13 @@ class Lsps2Client:
         }
         with self.lock:
             self.purchases[_key(purchase)] = purchase
-            return self._take_for_invoice(purchase, choice.fee_msat, start)
+            return self._take_for_invoice(purchase, choice.fee_msat, start, invoice_life_s)
 
-    def _take_for_invoice(self, purchase: dict, fee_msat: int, now: int) -> dict:
+    def _take_for_invoice(self, purchase: dict, fee_msat: Optional[int], now: int,
+                          invoice_life_s: Optional[int]) -> dict:
         """Caller holds the lock."""
         params = OpeningFeeParams.from_json(purchase["opening_fee_params"])
-        life = C.invoice_expiry(params, now, None)
+        life = C.invoice_expiry(params, now, invoice_life_s)
         purchase["in_use_until"] = now // 1000 + life
         purchase["invoices"] = purchase.get("invoices", 0) + 1
         self.store.put(PURCHASES, _key(purchase), purchase)

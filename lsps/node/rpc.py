@@ -58,9 +58,18 @@ class ClnNode:
         self.rpc().call("injectonionmessage", {"path_key": path_key.hex(),
                                                "message": packet.hex()})
 
-    def connect(self, peer_id: str) -> None:
-        """Connect to a node by id (addresses from gossip); RpcError when impossible."""
-        self.rpc().call("connect", {"id": peer_id})
+    def connect(self, peer_id: str, address: Optional[str] = None) -> None:
+        """Connect to a node by id, at `address` (host:port) or one gossip knows;
+        RpcError when impossible."""
+        params = {"id": peer_id if address is None else f"{peer_id}@{address}"}
+        self.rpc().call("connect", params)
+
+    def peer_address(self, peer_id: str) -> Optional[str]:
+        """The address a connected peer is reached at (host:port), if known."""
+        for peer in self.rpc().call("listpeers", {"id": peer_id})["peers"]:
+            for address in peer.get("netaddr") or []:
+                return address
+        return None
 
     def route_to(self, node_id: str, amount_msat: int, final_cltv: int,
                  payment: bool = True, source: Optional[str] = None) -> List[dict]:

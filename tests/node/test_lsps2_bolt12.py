@@ -9,7 +9,7 @@ import pytest
 from pyln.client import RpcError
 from pyln.testing.utils import only_one, wait_for
 from test_cli import cli
-from test_lsps2 import client_channels, jit_topology
+from test_lsps2 import LSP_OPTS, client_channels, jit_topology
 from test_money_safety import pay_over_blinded_jit_path
 
 FEE_MIN, FEE_PPM = 2000, 10_000   # test_lsps2.LSP_OPTS
@@ -119,3 +119,58 @@ def test_a_purchase_too_old_for_an_invoice_is_replaced_by_a_fresh_one(node_facto
         [True, False]
     assert [p["state"] for p in purchases] == ["waiting", "paid"]
     assert len(client_channels(client, lsp)) == 1
+
+
+def async_jit_topology(node_factory, plugin_path):
+    """S — L1 — L2 with channels; R is connected to L2 only (no channel at all). L1 holds
+    S's HTLCs; L2 keeps R's static invoice and mailbox and sells JIT channels."""
+    s, l1, l2, r = node_factory.get_nodes(4, opts=[
+        {"plugin": plugin_path, "may_reconnect": True},
+        {"plugin": plugin_path, "may_reconnect": True, "lsp-service": None,
+         "lsp-asyncpay-hold": None},
+        {"plugin": plugin_path, "may_reconnect": True, "lsp-asyncpay-server": None,
+         **LSP_OPTS, "lsp-lsps2-valid-for": 86400},
+        {"plugin": plugin_path, "may_reconnect": True}])
+    node_factory.join_nodes([s, l1, l2], wait_for_announce=True)
+    l2.fundwallet(10**7)
+    r.connect(l2)
+    wait_for(lambda: len(r.rpc.listchannels()["channels"]) == 4)   # R knows the graph
+    return s, l1, l2, r
+
+
+def test_offline_recipient_without_a_channel_is_paid_through_a_jit_channel(node_factory,
+                                                                         plugin_path):
+    s, l1, l2, r = async_jit_topology(node_factory, plugin_path)
+    made = r.rpc.call("asyncpay-offer", [l2.info["id"], "coffee"])   # no amount: any
+    assert made["state"] == "ready" and made["jit"] is True
+    (purchase,) = made["purchases"]
+    assert purchase["state"] == "waiting"
+    (stored,) = l2.rpc.call("asyncpay-invoices", [r.info["id"]])["invoices"]
+    invoice = l2.rpc.call("bolt12ext-decode", [stored["invoice"]])
+    # one path per fee segment, the payer told each is free
+    assert [(p["fee_base_msat"], p["fee_proportional_millionths"])
+            for p in invoice["invoice_blindedpay"]] == [(0, 0), (0, 0)]
+    r.stop()
+
+    amount = 5_000_000
+    paid = s.rpc.call("asyncpay-pay", {"offer": made["offer"], "amount_msat": amount})
+    assert paid["kind"] == "static" and paid["held_by"] == l1.info["id"]
+    payment_hash = paid["payment_hash"]
+    wait_for(lambda: l2.rpc.call("asyncpay-messages")["mailbox"]["waiting"] >= 1)
+    l2.restart()   # the LSP restarts while the payment is held
+    assert l2.rpc.call("asyncpay-messages")["mailbox"]["waiting"] >= 1
+
+    r.start()   # reconnects to L2, gets the held_htlc_available, releases
+    wait_for(lambda: received(r, made["offer_id"])[1], timeout=90)
+    _, (payment,) = received(r, made["offer_id"])
+    fee = opening_fee(amount)
+    # A static invoice's relay covers the fee of any amount: the LSP keeps its fee and
+    # at most 1 ppm of the amount and 3 msat more.
+    assert payment["kind"] == "static"
+    assert fee <= payment["fee_msat"] <= fee + amount // 1_000_000 + 3
+    assert payment["amount_msat"] == amount - payment["fee_msat"]
+    (channel,) = client_channels(r, l2)
+    assert channel["to_us_msat"] == payment["amount_msat"]
+    (session,) = l2.rpc.call("lsps2-service-sessions", [r.info["id"]])["sessions"]
+    assert session["kind"] == "bolt12" and session["opening_fee_msat"] == fee
+    wait_for(lambda: s.rpc.call("asyncpay-status", [payment_hash])["state"] == "complete")

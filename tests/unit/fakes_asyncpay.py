@@ -83,6 +83,12 @@ class FakeNode:
     def network(self) -> str:
         return "bitcoin"
 
+    def peer_address(self, peer_id: str):
+        return "127.0.0.1:9735"
+
+    def connected_peers(self) -> list:
+        return [c["peer_id"] for c in self._channels]
+
     def channels(self, peer_id=None) -> list:
         return [dict(c) for c in self._channels if peer_id in (None, c["peer_id"])]
 

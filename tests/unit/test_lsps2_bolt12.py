@@ -7,7 +7,7 @@ import pytest
 from fakes import Workers
 from fakes_asyncpay import HEIGHT, channel
 from fakes_asyncpay import Clock as RClock
-from fakes_orders import LSP, stored
+from fakes_orders import LSP, NOW, stored
 from hypothesis import given
 from hypothesis import strategies as st
 from test_lsps2_handlers import BOUGHT, Lsp, clock, lsp_entry, wallet  # noqa: F401
@@ -248,7 +248,7 @@ def test_without_inbound_the_invoice_goes_through_a_jit_purchase_with_a_free_pay
     assert info["cltv_expiry_delta"] == 144 + 18 and info["htlc_maximum_msat"] == 5_000_000
     assert invoice["invoice_relative_expiry"] == 540   # the purchase's, before valid_until
     (ctx,) = [c for c in jit_env.r.paypaths.values() if c.get("jit_channel_scid")]
-    assert (ctx["jit_fee_msat"], ctx["via"]) == (50_000, SERVER)
+    assert (ctx["jit_relay"], ctx["via"]) == ([50_000, 0], SERVER)
 
 
 def test_a_channel_that_can_take_the_amount_is_used_without_a_fee(jit_env):
@@ -343,3 +343,32 @@ def test_a_node_without_channels_routes_its_replies_from_a_peer():
     me = SimpleNamespace(node=Graph(), log=lambda *a: None)
     assert OnionMessenger._hops_to(me, payer) == [bytes.fromhex(LSP), bytes.fromhex(hop)]
     assert me.node.connected == []
+
+
+# ---- static invoices: the fee over a range of amounts ---------------------------------------
+
+@given(st.integers(0, 10**7), st.integers(0, 999_999), st.integers(1, 10**9),
+       st.integers(1, 10**12))
+def test_fee_segments_leave_the_lsp_its_fee_for_every_amount(min_fee, ppm, lowest, amount):
+    from lsps.lsps2.bolt12 import fee_segments
+    from lsps.lsps2.msgs import OpeningFeeParams
+    params = OpeningFeeParams(min_fee, ppm, NOW + 600_000, 1008, 2016, 1, 10**12,
+                              "pp").to_json()
+    segments = fee_segments(params, lowest)
+    covering = [r for lo, hi, r in segments if lo <= amount <= hi]
+    if amount < max(lowest, min_fee + 1):
+        assert covering == []
+        return
+    fee = opening_fee(params, amount)
+    if fee is None:
+        return
+    (relay,) = covering   # the segments never overlap
+    skim = amount - blinded_forward_msat(amount, relay)
+    assert fee <= skim <= fee + amount // 1_000_000 + 3
+
+
+def test_fee_segments_of_the_test_lsp():
+    from lsps.lsps2.bolt12 import fee_segments
+    assert fee_segments(lsp_entry(), 1) == [
+        (10_000, 200_000, PaymentRelay(0, 0, 2000)),
+        (200_001, 10**9, PaymentRelay(0, 10102, 3))]
