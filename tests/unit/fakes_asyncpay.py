@@ -89,6 +89,9 @@ class FakeNode:
     def connected_peers(self) -> list:
         return [c["peer_id"] for c in self._channels]
 
+    def connect(self, peer_id: str, address=None) -> None:
+        self.connects = getattr(self, "connects", []) + [(peer_id, address)]
+
     def channels(self, peer_id=None) -> list:
         return [dict(c) for c in self._channels if peer_id in (None, c["peer_id"])]
 

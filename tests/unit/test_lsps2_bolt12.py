@@ -2,6 +2,8 @@
 official blinded-payment vector), the wallet's per-invoice JIT purchases, and the
 recipient's JIT offers: which path each invoice gets and what it claims."""
 import dataclasses
+import hashlib
+import os
 
 import pytest
 from fakes import Workers
@@ -176,12 +178,14 @@ class Seller:
             raise self.error
         return {"opening_fee_params_menu": [lsp_entry()]}
 
-    def offer_purchase(self, lsp_id, offer_id, amount_msat, token, max_fee_msat):
+    def offer_purchase(self, lsp_id, offer_id, amount_msat, token, max_fee_msat,
+                       invoice_life_s=None):
         if self.error:
             raise self.error
         self.bought.append((lsp_id, offer_id, amount_msat, token, max_fee_msat))
         return {"lsp_id": lsp_id, "jit_channel_scid": "900000x1x0",
-                "lsp_cltv_expiry_delta": 144, "fee_msat": self.fee, "invoice_expiry_s": 540}
+                "lsp_cltv_expiry_delta": 144, "fee_msat": self.fee, "invoice_expiry_s": 540,
+                "opening_fee_params": lsp_entry()}
 
     def offer_paid(self, scid, incoming_scid, amount_msat, fee_msat):
         self.paid.append((scid, incoming_scid, amount_msat, fee_msat))
@@ -372,3 +376,64 @@ def test_fee_segments_of_the_test_lsp():
     assert fee_segments(lsp_entry(), 1) == [
         (10_000, 200_000, PaymentRelay(0, 0, 2000)),
         (200_001, 10**9, PaymentRelay(0, 10102, 3))]
+
+
+# ---- async recipients: static invoices through a JIT channel from the server ---------------
+
+def test_a_static_invoice_without_inbound_from_the_server_goes_through_a_jit_purchase(jit_env):
+    view = jit_env.r.create_offer(SERVER, "tips", None)
+    assert view["state"] == "ready" and view["jit"] is True and view["lsp_id"] == SERVER
+    assert jit_env.seller.bought == [(SERVER, view["offer_id"], None, None, None)]
+    record = jit_env.r.offers[view["offer_id"]]
+    invoice = messages.parse_static_invoice(bytes.fromhex(record["static_invoice"]))
+    assert [(i.htlc_minimum_msat, i.htlc_maximum_msat, i.fee_base_msat,
+             i.fee_proportional_millionths, i.cltv_expiry_delta) for i in invoice.payinfos] == [
+        (10_000, 200_000, 0, 0, 144 + 18), (200_001, 10**9, 0, 0, 144 + 18)]
+    assert record["invoice_expires_at"] == NOW // 1000 + 540   # the purchase's life
+    relays = sorted(c["jit_relay"] for c in jit_env.r.paypaths.values())
+    assert relays == [[3, 10102], [2000, 0]]
+
+
+def test_a_static_payment_short_by_what_the_relay_keeps_is_claimed(jit_env):
+    oid = jit_env.r.create_offer(SERVER, "tips", None)["offer_id"]
+    record = jit_env.r.offers[oid]
+    invoice = messages.parse_static_invoice(bytes.fromhex(record["static_invoice"]))
+    (path, _), = [(p, i) for p, i in invoice.payment_routes if i.htlc_minimum_msat > 10_000]
+    preimage = os.urandom(32)
+    amount = 5_000_000
+    kept = amount - blinded_forward_msat(amount, PaymentRelay(144, 10102, 3))
+    assert opening_fee(lsp_entry(), amount) <= kept == 50_007
+    req = invreq(bytes.fromhex(record["offer"]), amount)
+    htlc = htlc_on(path, hashlib.sha256(preimage).hexdigest(), amount, preimage=preimage,
+                   invoice_request=req)
+    for received, result in ((amount - kept - 1, "fail"), (amount - kept, "resolve")):
+        short = dataclasses.replace(htlc, amount_msat=received)
+        payload, ctx = jit_env.r.context_of(short)
+        assert jit_env.r.on_htlc(payload, ctx, short)["result"] == result
+    assert jit_env.seller.paid == [("900000x1x0", htlc.incoming_scid, amount - kept, kept)]
+
+
+def test_inbound_from_the_server_needs_no_jit_channel(jit_env):
+    jit_env.node._channels = [channel(SERVER)]
+    view = jit_env.r.create_offer(SERVER, "tips", 5000)
+    assert jit_env.seller.bought == [] and view["jit"] is False
+
+
+def test_a_short_static_invoice_is_served_again_in_its_last_quarter(jit_env):
+    oid = jit_env.r.create_offer(SERVER, "tips", None)["offer_id"]
+    jit_env.clock.t += 540 * 3 // 4 - 1
+    assert jit_env.r.refresh_due() == []
+    jit_env.clock.t += 2
+    assert jit_env.r.refresh_due() == [oid] and len(jit_env.seller.bought) == 2
+
+
+def test_a_returning_recipient_reconnects_to_its_servers_at_their_addresses(jit_env):
+    """Without a channel lightningd reconnects to nobody: the held payment's message
+    waits at the server, the JIT channel opens from there."""
+    jit_env.r.create_offer(SERVER, "tips", None)
+    jit_offer(jit_env)
+    jit_env.r.reconnect()
+    assert jit_env.node.connects == [(SERVER, "127.0.0.1:9735")]   # once for both offers
+    jit_env.node._channels = [channel(SERVER)]   # connected now
+    jit_env.r.reconnect()
+    assert len(jit_env.node.connects) == 1

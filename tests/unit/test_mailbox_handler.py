@@ -149,3 +149,15 @@ def test_start_reloads_stored_messages_and_skips_incomplete_ones(monkeypatch):
     box2.deliver(OFFLINE)
     assert m2.node.injected == [(bytes.fromhex(event(1)["path_key"]),
                                  bytes.fromhex(event(1)["incoming"]))]
+
+
+def test_messages_for_the_servers_recipients_are_kept_without_a_channel(monkeypatch):
+    """An async recipient whose first channel is a JIT one has none while it is away."""
+    m, box = make_box(monkeypatch)
+    recipient = "02" + "44" * 32
+    box.keep(event(1, peer=recipient))
+    assert stored(m) == {}
+    box.also_for = lambda peer_id: peer_id == recipient
+    box.keep(event(2, peer=recipient))
+    box.keep(event(3, peer=ONLINE))   # online: lightningd forwards it
+    assert [r["peer"] for r in stored(m).values()] == [recipient]

@@ -466,3 +466,17 @@ def test_a_payment_that_never_left_is_not_listed_as_pending(env):
     with pytest.raises(P.PayError, match="no usable payment path"):
         env.p.pay(env.text, None, None)
     assert [p["state"] for p in env.p.list()["payments"]] in ([], ["failed"])
+
+
+def test_a_path_whose_htlc_range_excludes_the_amount_is_not_used(clock):
+    """A JIT recipient's static invoice splits the amounts over paths by htlc range:
+    each path's relay covers only its range's opening fee."""
+    offer = make_offer()
+    small, info = pay_paths()[0]
+    narrow = (small, dataclasses.replace(info, htlc_minimum_msat=1, htlc_maximum_msat=4000))
+    e = make_env(clock, offer, lambda req: [(onionmsg.INVOICE, invoice_for(
+        req, offer, paths=[narrow]))])
+    # (the range applies to what enters the path: 5000 msat and the path's fee)
+    with pytest.raises(P.PayError, match="6000 msat outside the path.s htlc range"):
+        e.p.pay(e.text, None, None)
+    assert e.node.onions == []
