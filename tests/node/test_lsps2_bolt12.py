@@ -174,3 +174,17 @@ def test_offline_recipient_without_a_channel_is_paid_through_a_jit_channel(node_
     (session,) = l2.rpc.call("lsps2-service-sessions", [r.info["id"]])["sessions"]
     assert session["kind"] == "bolt12" and session["opening_fee_msat"] == fee
     wait_for(lambda: s.rpc.call("asyncpay-status", [payment_hash])["state"] == "complete")
+
+
+def test_our_async_payer_pays_a_jit_offer_too(node_factory, plugin_path):
+    payer, lsp, client = node_factory.get_nodes(3, opts=[
+        {"plugin": plugin_path}, {"plugin": plugin_path, **LSP_OPTS}, {"plugin": plugin_path}])
+    node_factory.join_nodes([payer, lsp], wait_for_announce=True)
+    lsp.fundwallet(10**7)
+    client.connect(lsp)
+    made = client.rpc.call("lsps2-buyoffer", [lsp.info["id"], 2_000_000, "tea"])
+    paid = payer.rpc.call("asyncpay-pay", [made["offer"]])
+    assert paid["kind"] == "invoice" and paid["state"] == "complete", paid
+    _, (payment,) = received(client, made["offer_id"])
+    assert payment["amount_msat"] == 2_000_000 - opening_fee(2_000_000)
+    assert len(client_channels(client, lsp)) == 1
