@@ -69,6 +69,9 @@ class PaymentClaims:
         elif ctx["kind"] == "invoice" and (issued is None
                                            or issued["offer_id"] != ctx["offer_id"]):
             claim = recipient.Claim(None, "no invoice of ours with this payment hash")
+        elif ctx.get("payment_hash") not in (None, payment_hash):
+            # (a JIT path's relay gives away a fee: it pays only its own invoice)
+            claim = recipient.Claim(None, "payment of another invoice on this path")
         else:
             claim = recipient.check_payment(
                 payload, bytes.fromhex(payment_hash), amount, htlc.cltv_expiry, height,

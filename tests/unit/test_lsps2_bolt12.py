@@ -437,3 +437,17 @@ def test_a_returning_recipient_reconnects_to_its_servers_at_their_addresses(jit_
     jit_env.node._channels = [channel(SERVER)]   # connected now
     jit_env.r.reconnect()
     assert len(jit_env.node.connects) == 1
+
+
+def test_a_jit_path_pays_only_its_own_invoice(jit_env):
+    """Another invoice of the offer (through a channel, no fee) paid over a JIT path would
+    hand the LSP a fee we never agreed to for it."""
+    view, offer = jit_offer(jit_env)
+    htlc = jit_htlc(jit_env, offer, 5_000_000, 4_950_000)
+    jit_env.node._channels = [channel(SERVER, receivable_msat=10**9)]
+    ask(jit_env, view["offer_id"], invreq(offer, 5_000_000))
+    other = messages.parse_invoice(jit_env.messenger.sent[-1][1][onionmsg.INVOICE])
+    stolen = dataclasses.replace(htlc, payment_hash=other.payment_hash.hex())
+    payload, ctx = jit_env.r.context_of(stolen)
+    assert jit_env.r.on_htlc(payload, ctx, stolen)["result"] == "fail"
+    assert jit_env.seller.paid == []
