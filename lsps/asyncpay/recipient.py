@@ -255,9 +255,11 @@ class AsyncRecipient(PaymentClaims, JitOffers):
         """Back online: connect to our offers' servers and LSPs. A recipient without a
         channel has nobody lightningd reconnects to, and its held payments wait there
         (the server's mailbox keeps their messages, the JIT channel opens from there)."""
+        peers: Dict[str, Optional[str]] = {}
         with self._lock:
-            peers = {o["server_id"] or o.get("lsp_id"): o.get("peer_address")
-                     for o in self.offers.values()}
+            for o in self.offers.values():
+                peer = o["server_id"] or o.get("lsp_id")
+                peers[peer] = peers.get(peer) or o.get("peer_address")
         connected = self.node.connected_peers()
         for peer in sorted(p for p in peers if p and p not in connected):
             try:
