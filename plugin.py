@@ -219,6 +219,31 @@ def lsps2_buy(request, plugin, lsp_id, amount_msat=None, description="JIT channe
                        opening_fee_params, max_fee_msat, expiry)
 
 
+@plugin.async_method("lsps5-setwebhook")
+def lsps5_setwebhook(request, plugin, lsp_id, app_name, webhook, **kwargs):
+    """Ask {lsp_id} to wake this node through {webhook} (an https URL) while it is away,
+    under {app_name} (a new name, or the one it replaces)."""
+    commands.lsps5_set(request, lsp_id, app_name, webhook)
+
+
+@plugin.async_method("lsps5-listwebhooks")
+def lsps5_listwebhooks(request, plugin, lsp_id, **kwargs):
+    """The app names under which {lsp_id} keeps webhooks for this node."""
+    commands.ask_lsp(request, lsp_id, state["lsps5_client"].list_webhooks)
+
+
+@plugin.async_method("lsps5-removewebhook")
+def lsps5_removewebhook(request, plugin, lsp_id, app_name, **kwargs):
+    """Ask {lsp_id} to forget the webhook registered under {app_name}."""
+    commands.lsps5_remove(request, lsp_id, app_name)
+
+
+@plugin.method("lsps5-service-webhooks")
+def lsps5_service_webhooks(plugin, peer_id=None, **kwargs):
+    """LSP view of the clients' webhooks (optionally one {peer_id}) and notifications sent."""
+    return commands.lsps5_webhooks(peer_id)
+
+
 @plugin.async_method("lsps2-buyoffer")
 def lsps2_buyoffer(request, plugin, lsp_id, amount_msat=None, description="JIT channel payment",
                    token=None, max_fee_msat=None, **kwargs):

@@ -19,6 +19,8 @@ import lsps.lsps1.msgs as M1
 import lsps.lsps1.options as lsps1_options
 import lsps.lsps1.service as S
 import lsps.lsps2.options as lsps2_options
+import lsps.lsps5.msgs as M5
+import lsps.lsps5.options as lsps5_options
 import lsps.lsps7.msgs as M7
 import lsps.lsps7.options as lsps7_options
 import lsps.lsps7.service as X
@@ -38,6 +40,9 @@ from lsps.lsps1.service_handler import Lsps1Orders
 from lsps.lsps2 import service as lsps2_service
 from lsps.lsps2.client_handler import Lsps2Client
 from lsps.lsps2.service_handler import Lsps2Service
+from lsps.lsps5.client_handler import Lsps5Client
+from lsps.lsps5.delivery import Delivery
+from lsps.lsps5.service_handler import Lsps5Service
 from lsps.lsps7.client_handler import Lsps7Client
 from lsps.lsps7.service_handler import Lsps7Leases
 from lsps.node.events import Htlc
@@ -102,7 +107,7 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
 
 # Every option, in the order lightningd lists them.
 OPTIONS = (lsps0_options.OPTIONS + lsps2_options.OPTIONS + lsps1_options.OPTIONS
-           + lsps7_options.OPTIONS + asyncpay_options.OPTIONS)
+           + lsps7_options.OPTIONS + lsps5_options.OPTIONS + asyncpay_options.OPTIONS)
 
 Log = Callable[..., None]
 
@@ -148,10 +153,12 @@ class App:
         s["lsps2_client"] = Lsps2Client(node, store, ask, self.log)
         s["lsps1_client"] = Lsps1Client(node, store, ask, self.log)
         s["lsps7_client"] = Lsps7Client(ask)
+        s["lsps5_client"] = Lsps5Client(ask)
         self._build_asyncpay(get, node, store, ask, lsp.dispatcher)
         lsp.start()
         s["lsps0"] = lsp
-        for name in ("lsps1_client", "lsps2_client", "lsps1_service", "lsps2_service"):
+        for name in ("lsps1_client", "lsps2_client", "lsps1_service", "lsps2_service",
+                     "lsps5_service"):
             if name in s:
                 s[name].start()
 
@@ -169,7 +176,13 @@ class App:
             close_expired=bool(get("lsp-lsps1-close-expired")))
         # A channel one of them opened is never adopted by the other.
         orders.claimed_elsewhere, jit.claimed_elsewhere = jit.claims, orders.claims
-        self.services.update(lsps2_service=jit, lsps1_service=orders)
+        delivery = Delivery(lambda message: node.sign_message(message), self.log,
+                            get("lsp-lsps5-timeout"),
+                            get("lsp-lsps5-ca-file"))
+        wake = Lsps5Service(node, store, lsp.dispatcher, lsp.transport.is_connected,
+                            lsps5_options.policy(get), delivery, self.log)
+        jit.wake = lambda peer_id: wake.notify(peer_id, M5.PAYMENT_INCOMING)
+        self.services.update(lsps2_service=jit, lsps1_service=orders, lsps5_service=wake)
 
     def _build_asyncpay(self, get: Get, node: ClnNode, store: Store, ask,
                         dispatcher: Optional[Dispatcher]) -> None:
@@ -189,6 +202,10 @@ class App:
                                          self.log)
             server.start()
             messenger.mailbox.also_for = lambda peer_id: server.serves(peer_id)
+            wake = s.get("lsps5_service")
+            if wake is not None:
+                messenger.mailbox.on_kept = lambda peer_id: wake.notify(
+                    peer_id, M5.ONION_MESSAGE_INCOMING)
             if dispatcher is not None:
                 server.serve_lsps0(dispatcher)
             s["asyncpay_server"] = server
@@ -285,7 +302,7 @@ class App:
     def on_connect(self, peer_id: Optional[str]) -> None:
         if peer_id:
             self.fan_out("on_connect", ("lsps0", "lsps1_service", "lsps2_service",
-                                        "messenger"), peer_id)
+                                        "lsps5_service", "messenger"), peer_id)
 
     def on_disconnect(self, peer_id: Optional[str]) -> None:
         if peer_id:
@@ -293,7 +310,8 @@ class App:
 
     def on_block(self, height: Optional[int]) -> None:
         if height is not None:
-            self.fan_out("on_block", ("holder", "lsps1_service", "lsps2_service"), height)
+            self.fan_out("on_block", ("holder", "lsps1_service", "lsps2_service",
+                                      "lsps5_service"), height)
 
     def on_channel_state_changed(self, change: dict) -> None:
         if change:

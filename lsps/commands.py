@@ -139,6 +139,25 @@ class Commands:
         return {"sessions": service.list_sessions(optional_node_id(peer_id, "peer_id"),
                                                   jit_channel_scid)}
 
+    # --- LSPS5 ---------------------------------------------------------------------
+    def lsps5_set(self, request, lsp_id, app_name, webhook) -> None:
+        for name, value in (("app_name", app_name), ("webhook", webhook)):
+            if not isinstance(value, str):
+                raise CommandError(f"{name} must be a string", INVALID_PARAMS)
+        self.ask_lsp(request, lsp_id, lambda lsp: self.services["lsps5_client"].set_webhook(
+            lsp, app_name, webhook))
+
+    def lsps5_remove(self, request, lsp_id, app_name) -> None:
+        if not isinstance(app_name, str):
+            raise CommandError("app_name must be a string", INVALID_PARAMS)
+        self.ask_lsp(request, lsp_id, lambda lsp: self.services[
+            "lsps5_client"].remove_webhook(lsp, app_name))
+
+    def lsps5_webhooks(self, peer_id) -> dict:
+        service = self.running("lsps5_service",
+                               "lsp-service is off: this node wakes no clients", SERVICE_OFF)
+        return service.view(optional_node_id(peer_id, "peer_id"))
+
     # --- async payments ------------------------------------------------------------
     def asyncpay_server(self):
         return self.running("asyncpay_server", "the static invoice server is off (start "

@@ -27,6 +27,7 @@ class PeerMailbox:
         # Peers kept for without a channel: the server's recipients, whose JIT channel
         # is opened only once they are back to release a payment.
         self.also_for: Callable[[str], bool] = lambda peer_id: False
+        self.on_kept: Callable[[str], object] = lambda peer_id: None   # wake it (LSPS5)
 
     def start(self) -> None:
         for key, record in self.store.list(MAILBOX).items():
@@ -63,6 +64,7 @@ class PeerMailbox:
         record = self.box.add(key, peer, event["path_key"], event["incoming"], now)
         self.store.put(MAILBOX, key, record)
         self.kept["stored"] += 1
+        self.on_kept(peer)
 
     def deliver(self, peer_id: str) -> None:
         deliver, expired = self.box.take(peer_id, now_s())

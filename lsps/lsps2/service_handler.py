@@ -81,6 +81,7 @@ class Lsps2Service(JitOpening):
         self.core = service
         self.schedule = schedule
         self.is_connected = is_connected
+        self.wake: Callable[[str], object] = lambda peer_id: None
         self.log = log
         self.lock = threading.RLock()
         self.sessions: Dict[str, dict] = {}          # scid string -> session
@@ -192,11 +193,15 @@ class Lsps2Service(JitOpening):
         with self.lock:
             session = self.sessions[scid]
             self.waiting[key] = respond
-            decision = S.on_htlc(session, part, now_ms(), self.is_connected(session["client_id"]),
+            client = session["client_id"]
+            connected = self.is_connected(client)
+            decision = S.on_htlc(session, part, now_ms(), connected,
                                  policy.cltv_expiry_delta, policy.htlc_expiry_margin)
             if decision.why:
                 self.log(f"lsps2: HTLC {key} to {scid} refused: {decision.why}", "info")
             self._apply(session, decision)
+        if not connected and key in decision.hold:
+            self.wake(client)   # held for a client that is away: wake it (LSPS5)
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:

@@ -64,6 +64,10 @@ class ClnNode:
         params = {"id": peer_id if address is None else f"{peer_id}@{address}"}
         self.rpc().call("connect", params)
 
+    def sign_message(self, message: str) -> str:
+        """LSPS0 ln_signature of `message` with the node key (signmessage's zbase)."""
+        return self.rpc().call("signmessage", {"message": message})["zbase"]
+
     def peer_address(self, peer_id: str) -> Optional[str]:
         """The address a connected peer is reached at (host:port), if known."""
         for peer in self.rpc().call("listpeers", {"id": peer_id})["peers"]:

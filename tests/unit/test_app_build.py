@@ -70,8 +70,9 @@ class Timer:
 
 
 PATCHED = ("Store", "Lsps2Service", "OrderService", "Lsps2Client", "Lsps1Client",
-           "Lsps7Client", "OnionMessenger", "PeerMailbox", "StaticInvoiceServer",
-           "AsyncRecipient", "AsyncPayer", "HtlcHolder", "ThreadPoolExecutor")
+           "Lsps7Client", "Lsps5Client", "Lsps5Service", "Delivery", "OnionMessenger",
+           "PeerMailbox", "StaticInvoiceServer", "AsyncRecipient", "AsyncPayer", "HtlcHolder",
+           "ThreadPoolExecutor")
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +99,7 @@ def one(name):
 
 
 CLIENT_SIDE = {"client_workers", "lsps0", "lsps1_client", "lsps2_client", "lsps7_client",
-               "messenger", "async_recipient", "async_payer"}
+               "lsps5_client", "messenger", "async_recipient", "async_payer"}
 
 
 # --- which services run -----------------------------------------------------------
@@ -121,12 +122,13 @@ def test_the_clients_and_async_roles_are_started():
                                                  "thread_name_prefix": "clnlsp-client"}
 
 
-def test_lsp_service_adds_the_lsps1_and_lsps2_services():
+def test_lsp_service_adds_the_lsps1_lsps2_and_lsps5_services():
     services, why, logs = build(advertised=True, lsp_service=True)
     assert why is None and logs == []
-    assert set(services) == CLIENT_SIDE | {"lsps1_service", "lsps2_service"}
+    assert set(services) == CLIENT_SIDE | {"lsps1_service", "lsps2_service", "lsps5_service"}
     assert services["lsps1_service"].started == [()]
     assert services["lsps2_service"].started == [()]
+    assert services["lsps5_service"].started == [()]
     assert "lsps0.list_protocols" in services["lsps0"].dispatcher._methods
 
 

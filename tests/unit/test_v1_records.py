@@ -25,6 +25,7 @@ import lsps.lsps2.client as C
 import lsps.lsps2.client_handler as lsps2_client
 import lsps.lsps2.service as S2
 import lsps.lsps2.service_handler as lsps2_service
+import lsps.lsps5.service_handler as lsps5_service
 import lsps.orders.book as book
 import lsps.orders.payment as S
 from bolt12ext import server
@@ -59,7 +60,7 @@ AREAS = {a.name: a for a in (book.ORDERS, book.ORDERS_DONE, book.ORDERS_DONE_IND
                              lsps2_client.PURCHASES, holder.HOLDS,
                              payer.PAYMENTS, messenger.PATHS, messenger.INVOICES,
                              messenger.MAILBOX, recipient.OFFERS, recipient.PAYPATHS,
-                             recipient.ISSUED, recipient.RECEIVED)}
+                             recipient.ISSUED, recipient.RECEIVED, lsps5_service.WEBHOOKS)}
 
 
 def _load(entry):
@@ -215,6 +216,7 @@ REQUIRED = {
     asyncrecipient.PAYPATHS: {"offer_id", "kind", "payment_hash", "expires_at"},
     asyncrecipient.ISSUED: {"offer_id", "preimage", "amount_msat", "expires_at"},
     asyncrecipient.RECEIVED: {"offer_id", "kind", "amount_msat", "at", "state", "why"},
+    lsps5_service.WEBHOOKS.name: {"webhooks", "channel_seen_ms"},
 }
 LSPS1_ORDER = {"channel", "lease_expiry_block"}
 LSPS7_ORDER = {"kind", "short_channel_id", "channel_extension_expiry_blocks",
