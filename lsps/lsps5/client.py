@@ -62,9 +62,18 @@ def signer_of(message: str, zbase: str) -> bytes:
     return key.format()
 
 
+def cln_signed(message: str) -> str:
+    """What CLN's `signmessage` really signs for `message`: the JSON-escaped text (v26.06
+    hands the RPC parameter on without unescaping it, so every `"` of a notification body
+    is signed as `\\"`). LSPs on CLN can only make such signatures; bLIP-55 wants the
+    unescaped bytes. We accept both (lenient in); see README, "LSPS5 signatures"."""
+    return json.dumps(message)[1:-1]
+
+
 def verify_notification(lsp_id: str, timestamp: str, signature: str, body: bytes,
                         now_ms: int, window_s: int = TIMESTAMP_WINDOW_S) -> dict:
-    """The notification, when `body` was signed at `timestamp` by node `lsp_id` and the
+    """The notification, when `body` was signed at `timestamp` by node `lsp_id` (over
+    bLIP-55's message, or over the form a CLN LSP's signmessage signs) and the
     timestamp is within `window_s` of now; else VerifyError saying why."""
     try:
         at_ms = parse_datetime_ms(timestamp, M.TIMESTAMP_HEADER)
@@ -72,7 +81,9 @@ def verify_notification(lsp_id: str, timestamp: str, signature: str, body: bytes
         raise VerifyError(str(e)) from e
     if abs(now_ms - at_ms) > window_s * 1000:
         raise VerifyError(f"timestamp {timestamp} is more than {window_s} s away")
-    if signer_of(M.signed_message(timestamp, body), signature).hex() != lsp_id.lower():
+    message = M.signed_message(timestamp, body)
+    if lsp_id.lower() not in {signer_of(m, signature).hex() for m in (message,
+                                                                       cln_signed(message))}:
         raise VerifyError("not signed by the LSP")
     try:
         note = json.loads(body)

@@ -23,7 +23,7 @@ def test_lsps_commands_positionally(node_factory, plugin_path):
     node_factory.join_nodes([client, lsp], wait_for_announce=False)
     lsp_id = lsp.info["id"]
 
-    assert cli(client, "lsps0-listprotocols", lsp_id) == {"protocols": [1, 2, 7]}
+    assert cli(client, "lsps0-listprotocols", lsp_id) == {"protocols": [1, 2, 5, 7]}
     assert "max_channel_expiry_blocks" in cli(client, "lsps1-getinfo", lsp_id)
     order = cli(client, "lsps1-createorder", lsp_id, 500000, 20000, 1000)
     assert (order["lsp_balance_sat"], order["client_balance_sat"],

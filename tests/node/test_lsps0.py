@@ -42,7 +42,7 @@ def test_client_lists_protocols_of_service(lsp_and_client):
     client, lsp = lsp_and_client
     result = client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp.info["id"]})
     # What the service registered; 0 itself is never listed.
-    assert result == {"protocols": [1, 2, 7]}
+    assert result == {"protocols": [1, 2, 5, 7]}
 
 
 def test_feature_bit_only_on_the_service(lsp_and_client):
@@ -79,7 +79,7 @@ def test_service_error_answers_on_the_wire(raw_and_service):
     assert by_id["u2"]["error"]["code"] == -32602
     assert by_id["u2"]["error"]["data"] == {"unrecognized": ["zzz"]}
     assert by_id["u3"]["error"]["code"] == -32600
-    assert by_id["u4"] == {"jsonrpc": "2.0", "id": "u4", "result": {"protocols": [1, 2, 7]}}
+    assert by_id["u4"] == {"jsonrpc": "2.0", "id": "u4", "result": {"protocols": [1, 2, 5, 7]}}
 
 
 def test_nul_and_maximum_size_payloads(raw_and_service):
@@ -119,7 +119,7 @@ def test_flood_from_one_peer_does_not_starve_another(node_factory, plugin_path):
     for i in range(200):
         send_raw(flooder, lsp, b"garbage %d" % i)
     result = client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp.info["id"]})
-    assert result == {"protocols": [1, 2, 7]}
+    assert result == {"protocols": [1, 2, 5, 7]}
 
 
 def test_client_only_node_stays_silent_and_client_times_out(node_factory, plugin_path):

@@ -164,7 +164,7 @@ def test_lsps7_extend_a_purchased_channel_twice(node_factory, plugin_path, bitco
     client, lsp = order_topology(node_factory, plugin_path, may_reconnect=True)
     lsp_id = lsp.info["id"]
     assert client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp_id}) == {
-        "protocols": [1, 2, 7]}
+        "protocols": [1, 2, 5, 7]}
     order = client.rpc.call("lsps1-createorder", {
         "lsp_id": lsp_id, "lsp_balance_sat": 500_000, "client_balance_sat": 20_000,
         "channel_expiry_blocks": 1000})

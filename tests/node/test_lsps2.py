@@ -52,7 +52,7 @@ def test_getinfo_menu(node_factory, plugin_path):
         {"plugin": plugin_path, **LSP_OPTS, "lsp-lsps2-menu-entry": "5000/20000"}])
     client.connect(lsp)
     assert client.rpc.call("lsps0-listprotocols", {"lsp_id": lsp.info["id"]}) == {
-        "protocols": [1, 2, 7]}
+        "protocols": [1, 2, 5, 7]}
     menu = client.rpc.call("lsps2-getinfo", {"lsp_id": lsp.info["id"]})[
         "opening_fee_params_menu"]
     assert [(m["min_fee_msat"], m["proportional"]) for m in menu] == [(2000, 10000),

@@ -160,3 +160,14 @@ def test_one_notification_per_method_per_cooldown_until_the_client_was_back():
     assert c.take("p", M.PAYMENT_INCOMING, 600_000, 600)
     c.reset("p")
     assert c.take("p", M.PAYMENT_INCOMING, 600_001, 600)
+
+
+def test_the_escaped_form_cln_signmessage_signs_is_accepted_too():
+    """CLN v26.06 signs the RPC parameter as it came, JSON-escaped (checked on a node:
+    signmessage of 'x {"a":"b"}' recovers the node id only over 'x {\\"a\\":\\"b\\"}')."""
+    from lsps.lsps5.client import cln_signed
+    body = M.notification(M.PAYMENT_INCOMING)
+    message = M.signed_message(STAMP, body)
+    assert cln_signed(message) == message.replace('"', '\\"')
+    sig = ln_sign(SECRET, cln_signed(message))
+    assert verify_notification(LSP_ID, STAMP, sig, body, NOW_MS)["method"] == M.PAYMENT_INCOMING

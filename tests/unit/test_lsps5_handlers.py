@@ -24,6 +24,7 @@ from lsps.lsps5.client import verify_notification
 from lsps.lsps5.delivery import Delivery
 from lsps.lsps5.service_handler import WEBHOOKS, Lsps5Service
 from lsps.node.store import Store
+from tests.webhooks import HttpsHooks
 
 CLIENT = "02" + "ab" * 32
 URL = "https://hooks.example/push?c=1"
@@ -172,33 +173,9 @@ def test_peers_without_a_channel_share_half_of_the_clients(clock, monkeypatch):
 
 @pytest.fixture
 def https(tmp_path):
-    """A TLS server on 127.0.0.1 (certificate of a test CA) recording every request."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
-    seen, behaviour = [], {"status": 200, "delay": 0}
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append((self.command, self.path, dict(self.headers), body))
-            time.sleep(behaviour["delay"])
-            self.send_response(behaviour["status"])
-            if behaviour["status"] == 302:
-                self.send_header("Location", "https://127.0.0.1:1/elsewhere")
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    cert.configure_cert(context)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    ca_file = str(tmp_path / "ca.pem")
-    ca.cert_pem.write_to_path(ca_file)
-    yield f"https://127.0.0.1:{server.server_address[1]}", ca_file, seen, behaviour
-    server.shutdown()
+    hooks = HttpsHooks(tmp_path)
+    yield hooks
+    hooks.close()
 
 
 def wait(predicate, timeout=10):
@@ -209,13 +186,12 @@ def wait(predicate, timeout=10):
 
 
 def test_a_notification_is_posted_signed_with_the_exact_body(https):
-    base, ca_file, seen, _ = https
     delivery = Delivery(lambda message: ln_sign(SECRET, message), lambda m, lvl: None,
-                        timeout_s=5, ca_file=ca_file)
+                        timeout_s=5, ca_file=https.ca_file)
     body = M.notification(M.EXPIRY_SOON, {"timeout": 850_000})
-    assert delivery.post(base + "/push?l=lsp&c=best", body, CLIENT)
+    assert delivery.post(https.url("/push?l=lsp&c=best"), body, CLIENT)
     wait(lambda: delivery.stats().get("delivered") == 1)
-    ((method, path, headers, got),) = seen
+    ((method, path, headers, got),) = https.seen
     assert (method, path, got) == ("POST", "/push?l=lsp&c=best", body)
     note = verify_notification(LSP_ID, headers[M.TIMESTAMP_HEADER],
                                headers[M.SIGNATURE_HEADER], got, int(time.time() * 1000))
@@ -223,30 +199,26 @@ def test_a_notification_is_posted_signed_with_the_exact_body(https):
 
 
 def test_untrusted_certificates_redirects_and_errors_are_counted_not_followed(https):
-    base, ca_file, seen, behaviour = https
     untrusting = Delivery(lambda m: ln_sign(SECRET, m), lambda m, lvl: None, timeout_s=5)
-    untrusting.post(base + "/x", M.notification(M.PAYMENT_INCOMING), CLIENT)
+    untrusting.post(https.url("/x"), M.notification(M.PAYMENT_INCOMING), CLIENT)
     wait(lambda: untrusting.stats().get("failed") == 1)
-    assert seen == []   # the TLS handshake failed: nothing was sent
-    behaviour["status"] = 302
+    assert https.seen == []   # the TLS handshake failed: nothing was sent
+    https.status = 302
     trusting = Delivery(lambda m: ln_sign(SECRET, m), lambda m, lvl: None, timeout_s=5,
-                        ca_file=ca_file)
-    trusting.post(base + "/x", M.notification(M.PAYMENT_INCOMING), CLIENT)
+                        ca_file=https.ca_file)
+    trusting.post(https.url("/x"), M.notification(M.PAYMENT_INCOMING), CLIENT)
     wait(lambda: trusting.stats().get("http 302") == 1)
-    assert [p for _, p, _, _ in seen] == ["/x"]    # never the redirect's target
+    assert [p for _, p, _, _ in https.seen] == ["/x"]    # never the redirect's target
 
 
 def test_a_slow_webhook_delays_only_itself_and_one_url_keeps_its_order(https):
-    base, ca_file, seen, behaviour = https
     delivery = Delivery(lambda m: ln_sign(SECRET, m), lambda m, lvl: None, timeout_s=1,
-                        ca_file=ca_file)
+                        ca_file=https.ca_file)
     dead = "https://127.0.0.1:9/never"   # nobody listens
-    behaviour["delay"] = 0
     for _ in range(3):
         delivery.post(dead, M.notification(M.PAYMENT_INCOMING), "02" + "11" * 32)
-    delivery.post(base + "/a", M.notification(M.WEBHOOK_REGISTERED), CLIENT)
-    delivery.post(base + "/a", M.notification(M.PAYMENT_INCOMING), CLIENT)
+    delivery.post(https.url("/a"), M.notification(M.WEBHOOK_REGISTERED), CLIENT)
+    delivery.post(https.url("/a"), M.notification(M.PAYMENT_INCOMING), CLIENT)
     wait(lambda: delivery.stats().get("delivered") == 2)
-    assert [json.loads(b)["method"] for _, p, _, b in seen if p == "/a"] == [
-        M.WEBHOOK_REGISTERED, M.PAYMENT_INCOMING]
+    assert https.methods("/a") == [M.WEBHOOK_REGISTERED, M.PAYMENT_INCOMING]
     wait(lambda: delivery.stats().get("failed") == 3)

@@ -161,3 +161,13 @@ def test_messages_for_the_servers_recipients_are_kept_without_a_channel(monkeypa
     box.keep(event(2, peer=recipient))
     box.keep(event(3, peer=ONLINE))   # online: lightningd forwards it
     assert [r["peer"] for r in stored(m).values()] == [recipient]
+
+
+def test_a_kept_message_wakes_its_peer(monkeypatch):
+    """(lsps/app.py hands on_kept to LSPS5: lsps5.onion_message_incoming.)"""
+    m, box = make_box(monkeypatch)
+    woken = []
+    box.on_kept = woken.append
+    box.keep(event(1))
+    box.keep(event(2, peer=ONLINE))   # not kept: nobody to wake
+    assert woken == [OFFLINE]

@@ -114,3 +114,14 @@ def test_every_command_binds_positionally_as_lightning_cli_calls_it():
                 assert bound["request"] is marker, (name, count)
             checked += 1
     assert checked > 40
+
+
+def test_no_two_test_files_share_a_name():
+    """pytest imports test files by basename (rootdir-less "prepend" mode): two of one
+    name in tests/unit and tests/node make the whole run fail to collect."""
+    import collections
+    tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    names = collections.Counter(f for d in ("unit", "node")
+                                for f in os.listdir(os.path.join(tests, d))
+                                if f.startswith("test_") and f.endswith(".py"))
+    assert [n for n, c in names.items() if c > 1] == []
