@@ -125,3 +125,11 @@ def test_no_two_test_files_share_a_name():
                                 for f in os.listdir(os.path.join(tests, d))
                                 if f.startswith("test_") and f.endswith(".py"))
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_the_readme_python_examples_run():
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    blocks = readme.split("```python\n")[1:]
+    assert blocks
+    for block in blocks:
+        exec(compile(block.split("```")[0], "README.md", "exec"), {})
