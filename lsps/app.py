@@ -182,6 +182,8 @@ class App:
         wake = Lsps5Service(node, store, lsp.dispatcher, lsp.transport.is_connected,
                             lsps5_options.policy(get), delivery, self.log)
         jit.wake = lambda peer_id: wake.notify(peer_id, M5.PAYMENT_INCOMING)
+        orders.before_lease_close = lambda peer_id: wake.notify(
+            peer_id, M5.LIQUIDITY_MANAGEMENT_REQUEST)
         self.services.update(lsps2_service=jit, lsps1_service=orders, lsps5_service=wake)
 
     def _build_asyncpay(self, get: Get, node: ClnNode, store: Store, ask,

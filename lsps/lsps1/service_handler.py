@@ -43,6 +43,7 @@ class Lsps1Orders:
                     self._persist(order)
                     due.append((order["order_id"], order["channel_id"]))
         for order_id, channel_id in due:
+            self.before_lease_close(self.orders[order_id]["client_id"])
             self.workers.submit(self._close, order_id, channel_id)
 
     def _close(self, order_id: str, channel_id: str) -> None:

@@ -22,6 +22,7 @@ from lsps.runtime.threads import now_ms
 WEBHOOKS = Area("lsps5-webhooks")
 MAX_CLIENTS = 10_000   # clients with webhooks; those without a channel share half
 PRUNE_EVERY_MS = 3600 * 1000
+EXPIRY_WARNING_BLOCKS = 24   # bLIP-55's expiry_soon: within 24 blocks of timing out
 
 
 class Lsps5Service:
@@ -118,6 +119,26 @@ class Lsps5Service:
             self.cooldowns.reset(peer_id)
 
     def on_block(self, height: int) -> None:
+        self._warn_expiring(height)
+        self._prune()
+
+    def _warn_expiring(self, height: int) -> None:
+        """lsps5.expiry_soon to an absent client with an HTLC on a channel with us
+        within 24 blocks of its expiry (then a channel would have to close)."""
+        with self.lock:
+            watched = {p for p, r in self.records.items() if r["webhooks"]}
+        if not watched:
+            return
+        soonest: Dict[str, int] = {}
+        for c in self.node.channels():
+            peer = c["peer_id"]
+            for expiry in c.get("htlc_expiries", []):
+                if peer in watched and expiry - height <= EXPIRY_WARNING_BLOCKS:
+                    soonest[peer] = min(expiry, soonest.get(peer, expiry))
+        for peer, timeout in sorted(soonest.items()):
+            self.notify(peer, M.EXPIRY_SOON, {"timeout": timeout})
+
+    def _prune(self) -> None:
         """Hourly: note who has channels, forget webhooks 7 days after the last closed."""
         now = now_ms()
         if now - self._pruned_ms < PRUNE_EVERY_MS:

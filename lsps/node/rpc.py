@@ -157,6 +157,7 @@ class ClnNode:
                 # what the peer knows this channel by, to forward to us over it
                 "inbound_scid": c.get("short_channel_id") or alias.get("remote"),
                 "capacity_sat": msat(c.get("total_msat", 0)) // 1000,
+                "htlc_expiries": [h["expiry"] for h in c.get("htlcs") or [] if "expiry" in h],
                 "remote_policy": {k: msat(v) for k, v in
                                   ((c.get("updates") or {}).get("remote") or {}).items()},
             })

@@ -86,6 +86,8 @@ class OrderBook(Refunds):
         self.is_connected = is_connected
         self.margin = htlc_expiry_margin
         self.log = log
+        # A lease is about to be closed: wake its client (LSPS5), given by lsps/app.py.
+        self.before_lease_close: Callable[[str], object] = lambda peer_id: None
         self.lock = threading.RLock()
         self.orders: Dict[str, dict] = {}
         # Indexes, so that no request, HTLC or block costs O(stored orders):

@@ -3,12 +3,14 @@ error; notifications POSTed over real HTTPS (a test CA the LSP is told of), sign
 the LSP's node key (CLN's checkmessage agrees); a client that is away is woken when a
 JIT payment for it arrives, once per cooldown, and the payment completes when it comes
 back."""
+import json
 import threading
 import time
 
 import pytest
 from pyln.client import RpcError
-from pyln.testing.utils import only_one, wait_for
+from pyln.testing.utils import only_one, sync_blockheight, wait_for
+from test_asyncflow import held_at, make_offer
 from test_cli import cli
 from test_lsps2 import LSP_OPTS, client_channels, received_msat
 
@@ -127,3 +129,35 @@ def test_a_client_that_is_away_is_woken_once_and_paid_when_it_returns(node_facto
     view = lsp.rpc.call("lsps5-service-webhooks")
     assert view["notifications_sent"] == {M.WEBHOOK_REGISTERED: 1, M.PAYMENT_INCOMING: 1}
     assert view["deliveries"]["delivered"] == 2
+
+
+def test_an_absent_sender_is_warned_before_its_held_htlc_expires(node_factory, plugin_path,
+                                                                  hooks, bitcoind):
+    """S's async payment is held at its LSP L1 (R is away); S goes away too. Within 24
+    blocks of the held HTLC's expiry L1 wakes S with lsps5.expiry_soon."""
+    opts = [{"plugin": plugin_path, "may_reconnect": True},
+            {"plugin": plugin_path, "may_reconnect": True, "lsp-service": None,
+             "lsp-asyncpay-hold": None, "lsp-asyncpay-hold-margin": 12,
+             "lsp-lsps5-ca-file": hooks.ca_file},
+            {"plugin": plugin_path, "may_reconnect": True, "lsp-service": None,
+             "lsp-asyncpay-server": None},
+            {"plugin": plugin_path, "may_reconnect": True}]
+    s, l1, l2, r = node_factory.line_graph(4, opts=opts, wait_for_announce=True)
+    offer = make_offer(r, l2)
+    r.stop()
+    s.rpc.call("lsps5-setwebhook", [l1.info["id"], "wallet", hooks.url("/s")])
+    wait_for(lambda: hooks.methods() == [M.WEBHOOK_REGISTERED])
+    paid = s.rpc.call("asyncpay-pay", {"offer": offer["offer"]})
+    wait_for(lambda: held_at(l1, paid["payment_hash"])
+             and held_at(l1, paid["payment_hash"])[0]["htlcs"])
+    expiry = held_at(l1, paid["payment_hash"])[0]["htlcs"][0]["cltv_expiry"]
+    s.stop()
+    height = l1.rpc.getinfo()["blockheight"]
+    bitcoind.generate_block(expiry - 25 - height)
+    sync_blockheight(bitcoind, [l1])
+    time.sleep(2)
+    assert hooks.methods() == [M.WEBHOOK_REGISTERED]   # 25 blocks left: not yet
+    bitcoind.generate_block(1)
+    wait_for(lambda: hooks.methods() == [M.WEBHOOK_REGISTERED, M.EXPIRY_SOON])
+    _, _, _, body = hooks.seen[-1]
+    assert json.loads(body)["params"] == {"timeout": expiry}

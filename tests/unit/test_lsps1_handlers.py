@@ -294,6 +294,18 @@ def test_an_expired_lease_is_closed_once_and_the_intent_recorded_first():
     assert node.closed == ["new1"] and intents == [1100]
 
 
+def test_the_client_is_woken_before_its_lease_is_closed():
+    """LSPS5 liquidity_management_request (lsps/app.py gives the callback)."""
+    service, node, _ = make_orders(close_expired=True)
+    order = sold(service)
+    woken = []
+    service.before_lease_close = lambda peer: woken.append((peer, list(node.closed)))
+    service.on_block(1100)
+    service.workers.run_all()
+    service.on_block(1101)
+    assert woken == [(order["client_id"], [])] and node.closed == ["new1"]
+
+
 def test_an_extended_lease_closes_at_its_new_expiry():
     service, node, _ = make_orders(close_expired=True)
     sold(service)

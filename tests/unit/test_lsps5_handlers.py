@@ -222,3 +222,32 @@ def test_a_slow_webhook_delays_only_itself_and_one_url_keeps_its_order(https):
     wait(lambda: delivery.stats().get("delivered") == 2)
     assert https.methods("/a") == [M.WEBHOOK_REGISTERED, M.PAYMENT_INCOMING]
     wait(lambda: delivery.stats().get("failed") == 3)
+
+
+def test_an_absent_client_with_an_htlc_near_its_expiry_is_warned(clock):
+    connected = set()
+    svc, posts, _, d = make(connected=connected)
+    call(d, M.SET_WEBHOOK, app_name="a", webhook=URL)
+    posts.sent.clear()
+    svc.node.channel_list = [
+        {"peer_id": CLIENT, "state": "CHANNELD_NORMAL", "htlc_expiries": [900, 830]},
+        {"peer_id": "02" + "cd" * 32, "state": "CHANNELD_NORMAL", "htlc_expiries": [801]}]
+    svc.on_block(805)                       # 830 - 805 = 25 blocks: not yet
+    assert posts.sent == []
+    svc.on_block(806)
+    assert posts.sent == [(URL, M.EXPIRY_SOON, CLIENT)]   # (the other has no webhook)
+    svc.on_block(807)                       # within the cooldown: once
+    assert len(posts.sent) == 1
+
+
+def test_the_timeout_is_the_soonest_expiry(clock, monkeypatch):
+    svc, _, _, d = make()
+    call(d, M.SET_WEBHOOK, app_name="a", webhook=URL)
+    told = []
+    monkeypatch.setattr(svc, "notify", lambda peer, method, params=None: told.append(
+        (peer, method, params)))
+    svc.node.channel_list = [
+        {"peer_id": CLIENT, "state": "CHANNELD_NORMAL", "htlc_expiries": [820, 812]},
+        {"peer_id": CLIENT, "state": "CHANNELD_NORMAL", "htlc_expiries": [815]}]
+    svc.on_block(800)
+    assert told == [(CLIENT, M.EXPIRY_SOON, {"timeout": 812})]

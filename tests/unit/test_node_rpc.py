@@ -192,6 +192,7 @@ FULL_CHANNEL = {
     "minimum_htlc_out_msat": "1msat", "receivable_msat": 5000, "peer_connected": True,
     "funding_txid": "ff" * 32, "funding_outnum": 1, "total_msat": "2000000msat",
     "updates": {"remote": {"fee_base_msat": "1000msat", "fee_proportional_millionths": 10}},
+    "htlcs": [{"direction": "out", "id": 0, "expiry": 812}, {"direction": "in", "id": 3}],
 }
 
 
@@ -202,7 +203,7 @@ def test_channels_turn_listpeerchannels_into_plain_values():
         "opener": "local", "scids": ["1x2x3", "9x9x9", "8x8x8"], "htlc_minimum_msat": 1,
         "receivable_msat": 5000, "peer_connected": True,
         "funding_outpoint": "ff" * 32 + ":1", "short_channel_id": "1x2x3",
-        "inbound_scid": "1x2x3", "capacity_sat": 2000,
+        "inbound_scid": "1x2x3", "capacity_sat": 2000, "htlc_expiries": [812],
         "remote_policy": {"fee_base_msat": 1000, "fee_proportional_millionths": 10}}]
     assert fake.calls == [("listpeerchannels", {"id": PEER})]
 
