@@ -12,6 +12,8 @@ from test_cli import cli
 from test_lsps2 import LSP_OPTS, client_channels, jit_topology
 from test_money_safety import pay_over_blinded_jit_path
 
+from tests.webhooks import HttpsHooks
+
 FEE_MIN, FEE_PPM = 2000, 10_000   # test_lsps2.LSP_OPTS
 
 
@@ -121,7 +123,7 @@ def test_a_purchase_too_old_for_an_invoice_is_replaced_by_a_fresh_one(node_facto
     assert len(client_channels(client, lsp)) == 1
 
 
-def async_jit_topology(node_factory, plugin_path):
+def async_jit_topology(node_factory, plugin_path, ca_file=None):
     """S — L1 — L2 with channels; R is connected to L2 only (no channel at all). L1 holds
     S's HTLCs; L2 keeps R's static invoice and mailbox and sells JIT channels."""
     s, l1, l2, r = node_factory.get_nodes(4, opts=[
@@ -129,7 +131,8 @@ def async_jit_topology(node_factory, plugin_path):
         {"plugin": plugin_path, "may_reconnect": True, "lsp-service": None,
          "lsp-asyncpay-hold": None},
         {"plugin": plugin_path, "may_reconnect": True, "lsp-asyncpay-server": None,
-         **LSP_OPTS, "lsp-lsps2-valid-for": 86400},
+         **LSP_OPTS, "lsp-lsps2-valid-for": 86400,
+         **({"lsp-lsps5-ca-file": ca_file} if ca_file else {})},
         {"plugin": plugin_path, "may_reconnect": True}])
     node_factory.join_nodes([s, l1, l2], wait_for_announce=True)
     l2.fundwallet(10**7)
@@ -139,8 +142,11 @@ def async_jit_topology(node_factory, plugin_path):
 
 
 def test_offline_recipient_without_a_channel_is_paid_through_a_jit_channel(node_factory,
-                                                                         plugin_path):
-    s, l1, l2, r = async_jit_topology(node_factory, plugin_path)
+                                                                         plugin_path,
+                                                                         tmp_path):
+    hooks = HttpsHooks(tmp_path)   # R's wallet asks L2 to wake it (LSPS5)
+    s, l1, l2, r = async_jit_topology(node_factory, plugin_path, hooks.ca_file)
+    r.rpc.call("lsps5-setwebhook", [l2.info["id"], "wallet", hooks.url("/r")])
     made = r.rpc.call("asyncpay-offer", [l2.info["id"], "coffee"])   # no amount: any
     assert made["state"] == "ready" and made["jit"] is True
     (purchase,) = made["purchases"]
@@ -157,6 +163,8 @@ def test_offline_recipient_without_a_channel_is_paid_through_a_jit_channel(node_
     assert paid["kind"] == "static" and paid["held_by"] == l1.info["id"]
     payment_hash = paid["payment_hash"]
     wait_for(lambda: l2.rpc.call("asyncpay-messages")["mailbox"]["waiting"] >= 1)
+    wait_for(lambda: "lsps5.onion_message_incoming" in hooks.methods())
+    hooks.close()
     l2.restart()   # the LSP restarts while the payment is held
     assert l2.rpc.call("asyncpay-messages")["mailbox"]["waiting"] >= 1
 

@@ -161,3 +161,37 @@ def test_an_absent_sender_is_warned_before_its_held_htlc_expires(node_factory, p
     wait_for(lambda: hooks.methods() == [M.WEBHOOK_REGISTERED, M.EXPIRY_SOON])
     _, _, _, body = hooks.seen[-1]
     assert json.loads(body)["params"] == {"timeout": expiry}
+
+
+def test_a_webhook_that_never_answers_delays_nobody(node_factory, plugin_path, hooks):
+    """Client A's webhook accepts the connection and never answers; A is away and a JIT
+    payment for it is held. Client B's payment goes through meanwhile, and B's own
+    notification is delivered, while A's POST still hangs."""
+    import socket
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)   # the TLS handshake never completes
+    payer, lsp, a = lsps5_pair(node_factory, plugin_path, hooks,
+                               **{"lsp-lsps5-timeout": 120})
+    b = node_factory.get_node(may_reconnect=True, options={"plugin": plugin_path})
+    b.connect(lsp)
+    lsp_id = lsp.info["id"]
+    held = a.rpc.call("lsps2-buy", [lsp_id, None, "a", "a"])
+    a.rpc.call("lsps5-setwebhook",
+               [lsp_id, "wallet", f"https://127.0.0.1:{silent.getsockname()[1]}/a"])
+    a.rpc.disconnect(lsp_id, force=True)
+    def pay_held():   # never completes here: A does not come back
+        try:
+            payer.rpc.xpay(invstring=held["bolt11"], amount_msat=2_000_000)
+        except RpcError:
+            pass
+    threading.Thread(target=pay_held, daemon=True).start()
+    wait_for(lambda: lsp.rpc.call("lsps5-service-webhooks")["notifications_sent"].get(
+        M.PAYMENT_INCOMING) == 1)
+    quick = b.rpc.call("lsps2-buy", [lsp_id, 2_000_000, "b", "b"])
+    b.rpc.call("lsps5-setwebhook", [lsp_id, "wallet", hooks.url("/b")])
+    assert payer.rpc.xpay(invstring=quick["bolt11"])["amount_msat"] == 2_000_000
+    wait_for(lambda: hooks.methods("/b") == [M.WEBHOOK_REGISTERED])
+    deliveries = lsp.rpc.call("lsps5-service-webhooks")["deliveries"]
+    assert deliveries.get("failed", 0) == 0   # A's first POST still hangs
+    silent.close()
