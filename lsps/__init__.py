@@ -13,5 +13,6 @@ The house rules (DESIGN.md, "House plan"):
 5. Every protocol folder has the same file names; no file over ~400 lines.
 
 Layers, from the bottom: bolt12ext, htlc/options/quota/addresses/bolt11 -> node ->
-runtime -> lsps0 -> orders -> lsps1 -> lsps7 -> lsps2 -> asyncpay -> app/commands ->
+runtime -> lsps0 -> orders -> lsps1 -> lsps7 -> lsps2 -> lsps5 -> asyncpay ->
+app/commands ->
 plugin.py."""
