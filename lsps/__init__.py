@@ -14,5 +14,4 @@ The house rules (DESIGN.md, "House plan"):
 
 Layers, from the bottom: bolt12ext, htlc/options/quota/addresses/bolt11 -> node ->
 runtime -> lsps0 -> orders -> lsps1 -> lsps7 -> lsps2 -> lsps5 -> asyncpay ->
-app/commands ->
-plugin.py."""
+app/commands -> plugin.py."""
