@@ -212,7 +212,11 @@ def test_mailbox_keeps_messages_for_an_offline_peer(node_factory, plugin_path):
     l1.restart()
     assert l1.rpc.call("asyncpay-messages")["mailbox"]["waiting"] == 1
     l2.start()
-    l2.rpc.connect(l1.info["id"], "localhost", l1.port)
+    try:   # lightningd reconnects its channel peer by itself too: the two may race
+        l2.rpc.connect(l1.info["id"], "localhost", l1.port)
+    except RpcError:
+        pass
+    wait_for(lambda: any(p["connected"] for p in l2.rpc.listpeers(l1.info["id"])["peers"]))
     got = recipient.receive(key)
     assert got.path_id == path_id
     ((t, value),) = got.contents.items()

@@ -177,8 +177,8 @@ def test_offline_recipient_without_a_channel_is_paid_through_a_jit_channel(node_
     assert payment["kind"] == "static"
     assert fee <= payment["fee_msat"] <= fee + amount // 1_000_000 + 3
     assert payment["amount_msat"] == amount - payment["fee_msat"]
-    (channel,) = client_channels(r, l2)
-    assert channel["to_us_msat"] == payment["amount_msat"]
+    # (lightningd shows the balance once the commitment is done, after the claim)
+    wait_for(lambda: only_one(client_channels(r, l2))["to_us_msat"] == payment["amount_msat"])
     (session,) = l2.rpc.call("lsps2-service-sessions", [r.info["id"]])["sessions"]
     assert session["kind"] == "bolt12" and session["opening_fee_msat"] == fee
     wait_for(lambda: s.rpc.call("asyncpay-status", [payment_hash])["state"] == "complete")
