@@ -136,8 +136,7 @@ class JitOffers:
     def inbound_from(self, peer_id: str) -> int:
         """What our channels with `peer_id` can receive, through a known policy."""
         return max([c["receivable_msat"] for c in self.node.channels(peer_id)
-                    if c["state"] == "CHANNELD_NORMAL" and c["remote_policy"]
-                    and c["inbound_scid"]] or [0])
+                    if can_receive_through(c)] or [0])
 
     def static_jit_paths(self, record: dict, ttl_s: int) -> Optional[tuple]:
         """(payment paths, relative expiry) of a static invoice through a JIT channel
@@ -169,6 +168,13 @@ class JitOffers:
             self.keep_path(path, jit_context(record, purchase, relay, "static", None, ttl_s))
             out.append((path, dataclasses.replace(free_payinfo(info), htlc_minimum_msat=lo)))
         return (out, purchase["invoice_expiry_s"]) if out else None
+
+
+def can_receive_through(channel: dict) -> bool:
+    """A channel a payment path to us can use: normal, its peer's policy and the scid
+    the peer knows it by are known."""
+    return bool(channel["state"] == "CHANNELD_NORMAL" and channel["remote_policy"]
+                and channel["inbound_scid"])
 
 
 def jit_lsp(record: dict) -> Optional[str]:

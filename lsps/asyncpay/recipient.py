@@ -27,7 +27,13 @@ from bolt12ext.build import STATIC_INVOICE_DEFAULT_EXPIRY, offer_string
 from bolt12ext.sphinx import pubkey
 from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.claims import RECEIVED, PaymentClaims
-from lsps.asyncpay.jit_offers import JIT_INVREQ, JitOffers, JitSeller, jit_lsp
+from lsps.asyncpay.jit_offers import (
+    JIT_INVREQ,
+    JitOffers,
+    JitSeller,
+    can_receive_through,
+    jit_lsp,
+)
 from lsps.asyncpay.messenger import OnionMessenger, now_s
 from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Area, Store
@@ -195,9 +201,7 @@ class AsyncRecipient(PaymentClaims, JitOffers):
                        payment_hash: Optional[str] = None) -> list:
         """Blinded payment paths through our channel peers (the server's first)."""
         height = self.node.blockheight()
-        channels = [c for c in self.node.channels()
-                    if c["state"] == "CHANNELD_NORMAL" and c["remote_policy"]
-                    and c["inbound_scid"]]
+        channels = [c for c in self.node.channels() if can_receive_through(c)]
         first = record["server_id"] or record.get("lsp_id")
         channels.sort(key=lambda c: (c["peer_id"] != first, -c["receivable_msat"]))
         out = []

@@ -46,10 +46,15 @@ class Lsps2Client:
             self.purchases.update(self.store.list(PURCHASES))
 
     # --- commands (run on a worker thread: they wait for the LSP) ---------------
-    def get_info(self, lsp_id: str, token: Optional[str]) -> dict:
+    def _menu(self, lsp_id: str, token: Optional[str]) -> List[OpeningFeeParams]:
         params = {"token": token} if token is not None else {}
-        result = self._request(lsp_id, "lsps2.get_info", params)
-        menu = C.parse_menu(lsp_id, result)
+        return C.parse_menu(lsp_id, self._request(lsp_id, "lsps2.get_info", params))
+
+    def _to_self_delay(self) -> int:
+        return int(self.node.config("watchtime-blocks") or 144)
+
+    def get_info(self, lsp_id: str, token: Optional[str]) -> dict:
+        menu = self._menu(lsp_id, token)
         # Integer msat for the operator; everything else (promise, valid_until)
         # exactly as the LSP sent it, so it can be handed back to lsps2-buy.
         return {"opening_fee_params_menu": [
@@ -61,15 +66,14 @@ class Lsps2Client:
             label: Optional[str], token: Optional[str], opening_fee_params: Optional[dict],
             max_fee_msat: Optional[int], expiry: Optional[int]) -> dict:
         start = now_ms()
-        to_self_delay = int(self.node.config("watchtime-blocks") or 144)
+        to_self_delay = self._to_self_delay()
         if opening_fee_params is not None:
             try:
                 menu = [OpeningFeeParams.from_json(opening_fee_params)]
             except ProtocolError as e:
                 raise ClientError(C.BAD_ARGUMENT, f"opening_fee_params: {e}") from None
         else:
-            params = {"token": token} if token is not None else {}
-            menu = C.parse_menu(lsp_id, self._request(lsp_id, "lsps2.get_info", params))
+            menu = self._menu(lsp_id, token)
         choice = C.choose(menu, amount_msat, start, to_self_delay, max_fee_msat)
 
         buy_params: dict = {"opening_fee_params": choice.params.wire()}
@@ -138,10 +142,8 @@ class Lsps2Client:
             if len(mine) >= MAX_OFFER_PURCHASES:
                 raise ClientError(C.NO_SUITABLE_PARAMS, f"offer {offer_id} has "
                                   f"{len(mine)} JIT purchases waiting for their payments")
-        to_self_delay = int(self.node.config("watchtime-blocks") or 144)
-        params = {"token": token} if token is not None else {}
-        menu = C.parse_menu(lsp_id, self._request(lsp_id, "lsps2.get_info", params))
-        choice = C.choose(menu, amount_msat, start, to_self_delay, max_fee_msat)
+        choice = C.choose(self._menu(lsp_id, token), amount_msat, start,
+                          self._to_self_delay(), max_fee_msat)
         bought = C.parse_buy_result(lsp_id, self._request(
             lsp_id, "lsps2.buy", {"opening_fee_params": choice.params.wire()}))
         purchase = {
@@ -175,7 +177,7 @@ class Lsps2Client:
                    fee_msat: int) -> None:
         """A payment through an offer's JIT path was claimed: the purchase is used."""
         with self.lock:
-            purchase = self.purchases.get(f"bolt12-{scid}")
+            purchase = self.purchases.get(_offer_key(scid))
             if purchase is None or purchase["state"] == C.PAID:
                 return
             self._jit_channel(purchase, incoming_scid)
@@ -256,4 +258,8 @@ class Lsps2Client:
 def _key(purchase: dict) -> str:
     """A purchase's datastore key: its invoice's payment hash, or for an offer's
     purchase (no invoice of its own) its jit scid."""
-    return purchase["payment_hash"] or f"bolt12-{purchase['jit_channel_scid']}"
+    return purchase["payment_hash"] or _offer_key(purchase["jit_channel_scid"])
+
+
+def _offer_key(scid: str) -> str:
+    return f"bolt12-{scid}"
