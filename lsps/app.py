@@ -181,7 +181,8 @@ class App:
                             get("lsp-lsps5-ca-file"))
         wake = Lsps5Service(node, store, lsp.dispatcher, lsp.transport.is_connected,
                             lsps5_options.policy(get), delivery, self.log)
-        jit.wake = lambda peer_id: wake.notify(peer_id, M5.PAYMENT_INCOMING)
+        jit.wake = lambda peer_id: wake.wake(peer_id, M5.PAYMENT_INCOMING)
+        jit.wake_timeout_s = get("lsp-lsps5-wake-timeout")
         orders.before_lease_close = lambda peer_id: wake.notify(
             peer_id, M5.LIQUIDITY_MANAGEMENT_REQUEST)
         self.services.update(lsps2_service=jit, lsps1_service=orders, lsps5_service=wake)

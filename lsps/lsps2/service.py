@@ -167,6 +167,7 @@ def _fail_all(session: dict, code: str, reason: str, now_ms: int) -> Decision:
     session["parts"] = []
     session["payment_hash"] = None
     session["first_part_ms"] = None
+    session.pop("wake_until_ms", None)
     if session["payment_size_msat"] is None:
         session["opening_fee_msat"] = None  # no-MPP: the next first part sets it
     session["state"] = WAITING
@@ -288,14 +289,38 @@ def on_client_connected(session: dict, now_ms: int) -> Decision:
     return Decision()
 
 
+def on_woken(session: dict, now_ms: int, timeout_ms: int) -> Decision:
+    """The client, away, is being woken (LSPS5) for the parts held: a complete set
+    waits up to `timeout_ms` from the first wake for it to come back, instead of the
+    collection window."""
+    if session["state"] != COLLECTING or session.get("wake_until_ms") is not None:
+        return Decision()
+    session["wake_until_ms"] = now_ms + timeout_ms
+    session["updated_ms"] = now_ms
+    return Decision(changed=True)
+
+
+def deadline_ms(session: dict) -> int:
+    """When a set being collected is given up: the wake deadline for a complete set
+    whose client is being woken, else the collection window; never after valid_until."""
+    woken = session.get("wake_until_ms")
+    at = woken if woken is not None and _complete(session) else \
+        session["first_part_ms"] + MPP_COLLECTION_MS
+    return min(at, session["valid_until_ms"])
+
+
 def on_tick(session: dict, now_ms: int) -> Decision:
-    """Deadlines: 90 s MPP collection window, then valid_until."""
+    """Deadlines: 90 s MPP collection window (or the wake timeout), then valid_until."""
     if session["state"] == COLLECTING:
         if now_ms >= session["valid_until_ms"]:
             d = _fail_all(session, UNKNOWN_NEXT_PEER, "valid_until passed", now_ms)
             session["state"] = FAILED
             return d
-        if now_ms - session["first_part_ms"] >= MPP_COLLECTION_MS:
+        if session.get("wake_until_ms") is not None and _complete(session):
+            if now_ms >= session["wake_until_ms"]:
+                return _fail_all(session, TEMPORARY_CHANNEL_FAILURE,
+                                 "client not back within the wake timeout", now_ms)
+        elif now_ms - session["first_part_ms"] >= MPP_COLLECTION_MS:
             return _fail_all(session, TEMPORARY_CHANNEL_FAILURE,
                              "payment parts not complete within 90 s", now_ms)
     elif session["state"] == WAITING and now_ms >= session["valid_until_ms"]:

@@ -81,7 +81,9 @@ class Lsps2Service(JitOpening):
         self.core = service
         self.schedule = schedule
         self.is_connected = is_connected
-        self.wake: Callable[[str], object] = lambda peer_id: None
+        # LSPS5: wake(client) is True while an away client is being woken
+        self.wake: Callable[[str], bool] = lambda peer_id: False
+        self.wake_timeout_s = 60
         self.log = log
         self.lock = threading.RLock()
         self.sessions: Dict[str, dict] = {}          # scid string -> session
@@ -200,8 +202,11 @@ class Lsps2Service(JitOpening):
             if decision.why:
                 self.log(f"lsps2: HTLC {key} to {scid} refused: {decision.why}", "info")
             self._apply(session, decision)
-        if not connected and key in decision.hold:
-            self.wake(client)   # held for a client that is away: wake it (LSPS5)
+        if not connected and key in decision.hold and self.wake(client):
+            # held for a client that is away and being woken (LSPS5): it has the wake
+            # timeout to come back
+            with self.lock:
+                self._apply(session, S.on_woken(session, now_ms(), self.wake_timeout_s * 1000))
 
     def on_connect(self, peer_id: str) -> None:
         with self.lock:
@@ -279,7 +284,7 @@ class Lsps2Service(JitOpening):
     def _arm_deadline(self, session: dict) -> None:
         state = session["state"]
         if state == S.COLLECTING and session["first_part_ms"] is not None:
-            at = min(session["first_part_ms"] + S.MPP_COLLECTION_MS, session["valid_until_ms"])
+            at = S.deadline_ms(session)
         elif state == S.WAITING or (state in (S.FORWARDING, S.DONE) and session["channel_id"]
                                     and not session.get("fees_restored")):
             at = session["valid_until_ms"]

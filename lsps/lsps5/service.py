@@ -70,11 +70,15 @@ class Cooldowns:
 
     def take(self, peer_id: str, method: str, now_ms: int, cooldown_s: int) -> bool:
         """True (and noted) when `method` may be sent to `peer_id` now."""
-        last = self._sent.get((peer_id, method))
-        if last is not None and now_ms - last < cooldown_s * 1000:
+        if self.recent(peer_id, method, now_ms, cooldown_s):
             return False
         self._sent[(peer_id, method)] = now_ms
         return True
+
+    def recent(self, peer_id: str, method: str, now_ms: int, cooldown_s: int) -> bool:
+        """Was `method` sent to `peer_id` within the cooldown?"""
+        last = self._sent.get((peer_id, method))
+        return last is not None and now_ms - last < cooldown_s * 1000
 
     def reset(self, peer_id: str) -> None:
         for key in [k for k in self._sent if k[0] == peer_id]:

@@ -108,6 +108,16 @@ class Lsps5Service:
         self.log(f"lsps5: {method} sent to {len(hooks)} webhook(s) of {peer_id}", "info")
         return True
 
+    def wake(self, peer_id: str, method: str) -> bool:
+        """Notify (as `notify`); True while `peer_id` is being woken about `method`:
+        away, with webhooks, notified now or within the cooldown."""
+        if self.notify(peer_id, method):
+            return True
+        with self.lock:
+            return bool(self.records.get(peer_id, {}).get("webhooks")) and \
+                not self.is_connected(peer_id) and self.cooldowns.recent(
+                    peer_id, method, now_ms(), self.policy.cooldown_s)
+
     def _post(self, peer_id: str, url: str, body: bytes, method: str) -> None:
         if self.delivery.post(url, body, peer_id):
             with self.lock:

@@ -195,3 +195,26 @@ def test_a_webhook_that_never_answers_delays_nobody(node_factory, plugin_path, h
     deliveries = lsp.rpc.call("lsps5-service-webhooks")["deliveries"]
     assert deliveries.get("failed", 0) == 0   # A's first POST still hangs
     silent.close()
+
+
+def test_a_woken_client_that_does_not_come_back_in_the_wake_timeout_gets_nothing_opened(
+        node_factory, plugin_path, hooks):
+    """lsp-lsps5-wake-timeout 5: the away client is woken, stays away; the held payment
+    is failed back after the wake timeout (the payer's xpay fails) and no channel opens.
+    Back, its next payment goes through."""
+    payer, lsp, client = lsps5_pair(node_factory, plugin_path, hooks,
+                                    **{"lsp-lsps5-wake-timeout": 5})
+    lsp_id = lsp.info["id"]
+    bought = client.rpc.call("lsps2-buy", [lsp_id, 2_000_000, "late", "late"])
+    client.rpc.call("lsps5-setwebhook", [lsp_id, "wallet", hooks.url("/wake")])
+    client.rpc.disconnect(lsp_id, force=True)
+    wait_for(lambda: not lsp.rpc.listpeers(client.info["id"])["peers"]
+             or not only_one(lsp.rpc.listpeers(client.info["id"])["peers"])["connected"])
+    with pytest.raises(RpcError):
+        payer.rpc.xpay(invstring=bought["bolt11"], retry_for=12)
+    assert lsp.daemon.is_in_log("client not back within the wake timeout")
+    assert M.PAYMENT_INCOMING in hooks.methods()
+    assert client_channels(client, lsp) == []
+    client.connect(lsp)
+    again = client.rpc.call("lsps2-buy", [lsp_id, 2_000_000, "back", "back"])
+    assert payer.rpc.xpay(invstring=again["bolt11"])["amount_msat"] == 2_000_000

@@ -386,6 +386,29 @@ def test_a_complete_set_waits_for_an_offline_client(clock):
     assert len(node.fundings) == 1
 
 
+def test_a_woken_client_has_the_wake_timeout_to_come_back(clock):
+    connected, woken = set(), []
+    svc, node, rpc = make_service(connected=connected)
+    svc.wake, svc.wake_timeout_s = lambda peer: woken.append(peer) or True, 30
+    scid = buy(svc, 1_000_000).result["jit_channel_scid"]
+    answers = send(svc, scid, 1_000_000)
+    assert woken == [CLIENT] and stored(rpc, SESSIONS, scid)["wake_until_ms"] == \
+        clock.t + 30_000
+    clock.advance(30_000)
+    svc.timers[-1][1]()
+    assert answers == [{"result": "fail", "failure_message": TEMPORARY_CHANNEL_FAILURE}]
+    svc.workers.run_all()
+    assert node.fundings == []
+
+
+def test_a_client_that_cannot_be_woken_keeps_the_collection_window(clock):
+    svc, _, rpc = make_service(connected=set())
+    svc.wake = lambda peer: False
+    scid = buy(svc, 1_000_000).result["jit_channel_scid"]
+    send(svc, scid, 1_000_000)
+    assert "wake_until_ms" not in stored(rpc, SESSIONS, scid)
+
+
 def test_held_parts_are_failed_before_their_cltv_expiry(clock):
     connected = set()
     svc, _, rpc = make_service(connected=connected)

@@ -172,6 +172,37 @@ class TestMppSession:
         assert s["state"] == S.COLLECTING
         assert S.on_client_connected(s, NOW + 5000).open and s["state"] == S.OPENING
 
+    def test_a_complete_set_for_a_woken_client_waits_the_wake_timeout(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1), NOW, False, DELTA, MARGIN)
+        assert S.on_woken(s, NOW, 60_000).changed and s["wake_until_ms"] == NOW + 60_000
+        assert not S.on_woken(s, NOW + 5000, 60_000).changed   # counted from the first wake
+        # incomplete: the collection window still applies
+        assert S.deadline_ms(s) == NOW + S.MPP_COLLECTION_MS
+        S.on_htlc(s, part(2, forward=40_000), NOW + 1000, False, DELTA, MARGIN)
+        assert S.deadline_ms(s) == NOW + 60_000
+        assert S.on_tick(s, NOW + 59_999).fail == {}
+        d = S.on_tick(s, NOW + 60_000)
+        assert set(d.fail.values()) == {TEMPORARY_CHANNEL_FAILURE} and len(d.fail) == 2
+        assert s["state"] == S.WAITING and "wake_until_ms" not in s
+        assert "wake timeout" in s["failures"][-1]["reason"]
+
+    def test_a_wake_timeout_longer_than_the_window_holds_a_complete_set_longer(self):
+        s = session(size=100_000, fee=2000)
+        S.on_htlc(s, part(1, forward=100_000), NOW, False, DELTA, MARGIN)
+        S.on_woken(s, NOW, 120_000)
+        assert S.on_tick(s, NOW + 90_000).fail == {}
+        assert S.on_client_connected(s, NOW + 100_000).open
+
+    def test_the_wake_deadline_never_passes_valid_until(self):
+        s = session(size=100_000, fee=2000, valid_for_ms=30_000)
+        S.on_htlc(s, part(1, forward=100_000), NOW, False, DELTA, MARGIN)
+        S.on_woken(s, NOW, 60_000)
+        assert S.deadline_ms(s) == NOW + 30_000
+
+    def test_no_wake_for_a_session_not_collecting(self):
+        assert not S.on_woken(session(size=100_000, fee=2000), NOW, 60_000).changed
+
     def test_cltv_margin(self):
         s = session(size=100_000, fee=2000)
         S.on_htlc(s, part(1, cltv=300), NOW, True, DELTA, MARGIN)

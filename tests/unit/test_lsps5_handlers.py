@@ -139,6 +139,19 @@ def test_notifications_go_to_every_webhook_of_an_absent_client_once_per_cooldown
     assert svc.view(CLIENT)["notifications_sent"][M.PAYMENT_INCOMING] == 6
 
 
+def test_a_client_is_being_woken_while_away_from_its_wake_through_the_cooldown(clock):
+    connected = set()
+    svc, posts, _, d = make(connected=connected)
+    assert svc.wake(CLIENT, M.PAYMENT_INCOMING) is False       # no webhooks: cannot wake
+    call(d, M.SET_WEBHOOK, app_name="a", webhook=URL)
+    posts.sent.clear()
+    assert svc.wake(CLIENT, M.PAYMENT_INCOMING) is True        # notified now
+    assert svc.wake(CLIENT, M.PAYMENT_INCOMING) is True        # within the cooldown: still
+    assert posts.sent == [(URL, M.PAYMENT_INCOMING, CLIENT)]   # one POST
+    connected.add(CLIENT)
+    assert svc.wake(CLIENT, M.PAYMENT_INCOMING) is False       # here: nothing to wait for
+
+
 def test_webhooks_go_seven_days_after_the_last_channel(clock):
     svc, _, rpc, d = make()
     call(d, M.SET_WEBHOOK, app_name="a", webhook=URL)
