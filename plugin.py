@@ -146,12 +146,13 @@ def lsps1_getinfo(request, plugin, lsp_id, **kwargs):
 def lsps1_createorder(request, plugin, lsp_id, lsp_balance_sat, client_balance_sat=0,
                       channel_expiry_blocks=None, required_channel_confirmations=None,
                       funding_confirms_within_blocks=None, announce_channel=False, token=None,
-                      refund_onchain_address=None, **kwargs):
-    """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; pay its invoice."""
+                      refund_onchain_address=None, pay=None, **kwargs):
+    """Order a channel with {lsp_balance_sat} inbound from LSP {lsp_id}; with {pay}
+    (bolt11 or bolt12), pay it too."""
     commands.lsps1_order(request, lsp_id, lsp_balance_sat, client_balance_sat,
                          channel_expiry_blocks, required_channel_confirmations,
                          funding_confirms_within_blocks, announce_channel, token,
-                         refund_onchain_address)
+                         refund_onchain_address, pay)
 
 
 @plugin.async_method("lsps1-getorder")
@@ -182,10 +183,11 @@ def lsps7_getextendablechannels(request, plugin, lsp_id, **kwargs):
 
 @plugin.async_method("lsps7-createorder")
 def lsps7_createorder(request, plugin, lsp_id, short_channel_id, channel_extension_expiry_blocks,
-                      token=None, refund_onchain_address=None, **kwargs):
-    """Order an extension of {short_channel_id}'s lease by {channel_extension_expiry_blocks}."""
+                      token=None, refund_onchain_address=None, pay=None, **kwargs):
+    """Order an extension of {short_channel_id}'s lease by {channel_extension_expiry_blocks};
+    with {pay} (bolt11 or bolt12), pay it too."""
     commands.lsps7_order(request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
-                         token, refund_onchain_address)
+                         token, refund_onchain_address, pay)
 
 
 @plugin.async_method("lsps7-getorder")

@@ -15,10 +15,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from . import build, messages
+from . import asyncmsg, build, messages
 from .blinding import BlindedPath, PayInfo
 from .offer import offer_part
-from .tlv import DecodeError
+from .tlv import DecodeError, read_bigsize
+from .tlv import records as tlv_records
 
 MIN_FINAL_CLTV_EXPIRY_DELTA = 18
 # BOLT12: an offer for another chain than bitcoin names its genesis hash (wire byte
@@ -156,3 +157,32 @@ def check_payment(payload: dict, payment_hash: bytes, htlc_msat: int, cltv_expir
         if amount < expected_amount(request):
             return Claim(None, "amount below what the invoice_request asks")
     return Claim(preimage)
+
+
+def came_blinded(payload: dict, extra_tlvs: str) -> bool:
+    """A path key came with the HTLC: in update_add_htlc (TLV 0, from the hop before
+    us) or in the payload (current_path_key, when we are the introduction node)."""
+    if payload.get("current_path_key") is not None:
+        return True
+    try:
+        extra = bytes.fromhex(extra_tlvs)
+        return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
+    except (DecodeError, ValueError):
+        return False
+
+
+def blinded_final_payload(framed_hex: str, extra_tlvs: str) -> Optional[dict]:
+    """The final hop payload of an HTLC that came down a blinded path (as lightningd
+    gives it, length-prefixed, with the update_add_htlc TLVs), decoded; None when it
+    is unreadable, carries no encrypted_recipient_data or came without a path key."""
+    try:
+        framed = bytes.fromhex(framed_hex)
+        length, start = read_bigsize(framed, 0)
+        if start + length != len(framed):
+            return None
+        payload = asyncmsg.decode_payment_payload(framed[start:])
+    except (DecodeError, ValueError):
+        return None
+    if payload.get("encrypted_recipient_data") is None or not came_blinded(payload, extra_tlvs):
+        return None
+    return payload

@@ -29,6 +29,7 @@ from bolt12ext import server as asyncpay_server
 from lsps.asyncpay.holder import HtlcHolder
 from lsps.asyncpay.mailbox import PeerMailbox
 from lsps.asyncpay.messenger import OnionMessenger
+from lsps.asyncpay.order_offers import OrderOffers
 from lsps.asyncpay.payer import AsyncPayer
 from lsps.asyncpay.recipient import AsyncRecipient
 from lsps.asyncpay.server import StaticInvoiceServer
@@ -152,7 +153,7 @@ class App:
             return blocking_call(lsp.call, peer, method, params)
         s["lsps2_client"] = Lsps2Client(node, store, ask, self.log)
         s["lsps1_client"] = Lsps1Client(node, store, ask, self.log)
-        s["lsps7_client"] = Lsps7Client(ask)
+        s["lsps7_client"] = Lsps7Client(ask, s["lsps1_client"].pay)
         s["lsps5_client"] = Lsps5Client(ask)
         self._build_asyncpay(get, node, store, ask, lsp.dispatcher)
         lsp.start()
@@ -212,6 +213,9 @@ class App:
             if dispatcher is not None:
                 server.serve_lsps0(dispatcher)
             s["asyncpay_server"] = server
+        orders = s.get("lsps1_service")
+        if orders is not None and not get("lsp-lsps1-no-bolt12"):
+            orders.bolt12 = OrderOffers(node, messenger, orders.bolt12_terms, self.log)
         refresh = asyncpay_options.refresh_interval(get)
         s["async_recipient"] = AsyncRecipient(node, store, messenger, ask, self.log,
                                               refresh_interval_s=refresh,

@@ -11,6 +11,7 @@ from bolt12ext.tlv import DecodeError
 from lsps.asyncpay.payer import PayError
 from lsps.asyncpay.recipient import RecipientError
 from lsps.lsps0.client import ClientError
+from lsps.lsps1.client import PAY_METHODS
 from lsps.node.commands import (
     INVALID_PARAMS,
     CommandError,
@@ -31,6 +32,16 @@ def optional_node_id(value: Any, name: str) -> Optional[str]:
 
 def optional_str(value: Any) -> Optional[str]:
     return None if value is None else str(value)
+
+
+def optional_pay_method(value: Any) -> Optional[str]:
+    """`pay` of lsps1-createorder / lsps7-createorder: how to pay the order, if at all."""
+    if value is None:
+        return None
+    if value not in PAY_METHODS:
+        raise CommandError(f"pay: expected one of {', '.join(PAY_METHODS)}, got {value!r}",
+                           INVALID_PARAMS)
+    return value
 
 
 class Commands:
@@ -71,7 +82,8 @@ class Commands:
     def lsps1_order(self, request, lsp_id, lsp_balance_sat, client_balance_sat,
                     channel_expiry_blocks, required_channel_confirmations,
                     funding_confirms_within_blocks, announce_channel, token,
-                    refund_onchain_address) -> None:
+                    refund_onchain_address, pay=None) -> None:
+        pay = optional_pay_method(pay)
         if not isinstance(announce_channel, bool):
             announce_channel = str(announce_channel).lower() in ("true", "1", "yes")
         wanted = {
@@ -87,10 +99,12 @@ class Commands:
             "token": optional_str(token),
             "refund_onchain_address": optional_str(refund_onchain_address),
         }
-        self.ask_lsp(request, lsp_id, lambda lsp: self.services["lsps1_client"].order(lsp, wanted))
+        self.ask_lsp(request, lsp_id,
+                     lambda lsp: self.services["lsps1_client"].order(lsp, wanted, pay))
 
     def lsps7_order(self, request, lsp_id, short_channel_id, channel_extension_expiry_blocks,
-                    token, refund_onchain_address) -> None:
+                    token, refund_onchain_address, pay=None) -> None:
+        pay = optional_pay_method(pay)
         params = {"short_channel_id": str(short_channel_id),
                   "channel_extension_expiry_blocks": optional_int(
                       channel_extension_expiry_blocks, "channel_extension_expiry_blocks", 1)}
@@ -99,7 +113,8 @@ class Commands:
         if refund_onchain_address is not None:
             params["refund_onchain_address"] = str(refund_onchain_address)
         self.ask_lsp(request, lsp_id,
-                     lambda lsp: self.services["lsps7_client"].create_extension(lsp, params))
+                     lambda lsp: self.services["lsps7_client"].create_extension(lsp, params,
+                                                                                pay))
 
     def client_orders(self, lsp_id) -> dict:
         return {"orders": self.services["lsps1_client"].list_orders(

@@ -6,10 +6,8 @@ from __future__ import annotations
 import hashlib
 from typing import Optional
 
-from bolt12ext import asyncmsg, recipient
+from bolt12ext import recipient
 from bolt12ext.blinding import PaymentRelay
-from bolt12ext.tlv import DecodeError, read_bigsize
-from bolt12ext.tlv import records as tlv_records
 from lsps.asyncpay.messenger import now_s
 from lsps.htlc import incorrect_or_unknown
 from lsps.lsps2.bolt12 import blinded_forward_msat
@@ -34,20 +32,13 @@ class PaymentClaims:
         into a plain onion is not enough."""
         if not htlc.final:
             return None
-        try:
-            framed = bytes.fromhex(htlc.payload)
-            length, start = read_bigsize(framed, 0)   # lightningd gives it length-prefixed
-            if start + length != len(framed):
-                return None
-            payload = asyncmsg.decode_payment_payload(framed[start:])
-        except (DecodeError, ValueError):
+        payload = recipient.blinded_final_payload(htlc.payload, htlc.extra_tlvs)
+        if payload is None:
             return None
-        data = payload.get("encrypted_recipient_data")
-        if data is None:
-            return None
+        data = payload["encrypted_recipient_data"]
         with self._lock:
             ctx = self.paypaths.get(hashlib.sha256(data).hexdigest())
-        if ctx is None or not came_blinded(payload, htlc.extra_tlvs):
+        if ctx is None:
             return None
         if ctx.get("via") is not None and htlc.peer_id != ctx["via"]:
             return None  # (paths made before "via" was recorded: any peer)
@@ -96,18 +87,6 @@ class PaymentClaims:
             self.jit.offer_paid(ctx["jit_channel_scid"], htlc.incoming_scid, amount,
                                 entry["fee_msat"])
         return htlc_resolve(claim.preimage.hex())
-
-
-def came_blinded(payload: dict, extra_tlvs: str) -> bool:
-    """A path key came with the HTLC: in update_add_htlc (TLV 0, from the hop before
-    us) or in the payload (current_path_key, when we are the introduction node)."""
-    if payload.get("current_path_key") is not None:
-        return True
-    try:
-        extra = bytes.fromhex(extra_tlvs)
-        return any(t == 0 and len(v) == 33 for t, v, _ in tlv_records(extra))
-    except (DecodeError, ValueError):
-        return False
 
 
 def jit_fee_allowance(ctx: dict, payload: dict) -> int:

@@ -6,6 +6,9 @@ from typing import Any
 
 import lsps.bolt11 as B11
 import lsps.orders.payment as P
+from bolt12ext import encoding, messages
+from bolt12ext.offer import decode_offer
+from bolt12ext.tlv import DecodeError
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps2.msgs import ProtocolError, parse_msat, parse_uint
 
@@ -13,6 +16,9 @@ from lsps.lsps2.msgs import ProtocolError, parse_msat, parse_uint
 # LSPS7 expiration_block + extension != new_channel_expiry_block.
 ORDER_TOTAL_MISMATCH = 1301
 EXTENSION_MISMATCH = 1701
+PAYMENT_FAILED = 1302      # the order was placed; paying it, as asked, failed
+PAY_METHODS = ("bolt11", "bolt12")
+MAX_OFFER_CHARS = 2048     # bLIP-51
 
 
 INFO_FIELDS_UINT = ("min_required_channel_confirmations", "min_funding_confirms_within_blocks",
@@ -81,19 +87,61 @@ def _same(field: str, asked, got) -> bool:
 
 
 def check_invoice_amount(lsp_id: str, order: dict, code: int) -> None:
-    """The bolt11 invoice asks exactly order_total_sat (else `code`)."""
-    bolt11 = (order.get("payment") or {}).get("bolt11")
-    if not isinstance(bolt11, dict):
-        return
+    """The bolt11 invoice and the bolt12 offer ask exactly order_total_sat (else
+    `code`); the offer is at most 2048 characters."""
+    payment = order.get("payment") or {}
+    for method, field, amount_of in (("bolt11", "invoice", _invoice_msat),
+                                     ("bolt12", "offer", _offer_msat)):
+        option = payment.get(method)
+        if not isinstance(option, dict):
+            continue
+        try:
+            amount = amount_of(str(option.get(field)))
+            total = parse_msat(option.get("order_total_sat"), "order_total_sat")
+        except (B11.Bolt11Error, DecodeError, ProtocolError) as e:
+            raise ClientError(BAD_RESPONSE, f"{lsp_id}: payment.{method}: {e}",
+                              {"order": order}) from None
+        if amount != total * 1000:
+            raise ClientError(code, f"{lsp_id}: the {field} asks {amount} msat, the order "
+                              f"total is {total} sat", {"order": order})
+
+
+def _invoice_msat(invoice: str) -> int:
+    return B11.amount_msat(B11.decode(invoice))
+
+
+def _offer_msat(offer: str) -> int:
+    if len(offer) > MAX_OFFER_CHARS:
+        raise DecodeError(f"offer of {len(offer)} characters (at most {MAX_OFFER_CHARS})")
+    fields = decode_offer(offer)
+    amount = fields.get("offer_amount_msat")
+    if amount is None or "offer_currency" in fields:
+        raise DecodeError("offer without an amount in msat")
+    return amount
+
+
+def to_pay(lsp_id: str, order: dict, method: str) -> str:
+    """What to pay the order with by `method`: its bolt11 invoice or bolt12 offer,
+    while the LSP expects that payment."""
+    option = (order.get("payment") or {}).get(method)
+    if not isinstance(option, dict) or option.get("state") != P.EXPECT_PAYMENT:
+        raise ClientError(PAYMENT_FAILED, f"{lsp_id} takes no {method} payment for order "
+                          f"{order.get('order_id')}", {"order": order})
+    return str(option["invoice" if method == "bolt11" else "offer"])
+
+
+def check_offer_invoice(lsp_id: str, order: dict, invoice: str) -> None:
+    """The invoice fetched for the order's offer asks exactly the order total."""
+    total = parse_msat(order["payment"]["bolt12"]["order_total_sat"], "order_total_sat")
     try:
-        amount = B11.amount_msat(B11.decode(str(bolt11.get("invoice"))))
-        total = parse_msat(bolt11.get("order_total_sat"), "order_total_sat")
-    except (B11.Bolt11Error, ProtocolError) as e:
-        raise ClientError(BAD_RESPONSE, f"{lsp_id}: payment.bolt11: {e}",
+        hrp, data = encoding.decode(invoice)
+        amount = messages.decode_invoice(data)["invoice_amount_msat"] if hrp == "lni" else None
+    except (DecodeError, KeyError) as e:
+        raise ClientError(BAD_RESPONSE, f"{lsp_id}: unreadable invoice for the offer: {e}",
                           {"order": order}) from None
     if amount != total * 1000:
-        raise ClientError(code, f"{lsp_id}: the invoice asks {amount} msat, the order total is "
-                          f"{total} sat", {"order": order})
+        raise ClientError(ORDER_TOTAL_MISMATCH, f"{lsp_id}: the offer's invoice asks {amount} "
+                          f"msat, the order total is {total} sat", {"order": order})
 
 
 def check_order_matches(lsp_id: str, order: dict, asked: dict) -> None:

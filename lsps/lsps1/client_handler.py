@@ -7,15 +7,19 @@ import time
 from typing import Any, Callable, Dict, List, Optional
 
 import lsps.orders.payment as P
+from lsps.lsps0.client import ClientError
 from lsps.lsps1.client import (
     ORDER_TOTAL_MISMATCH,
+    PAYMENT_FAILED,
     REQUEST_FIELDS,
     check_invoice_amount,
+    check_offer_invoice,
     check_order_matches,
     check_order_result,
     parse_info,
+    to_pay,
 )
-from lsps.node.rpc import ClnNode
+from lsps.node.rpc import ClnNode, RpcError
 from lsps.node.store import Area, Store
 
 BOUGHT = Area("lsps1-bought")    # {lsp_id, order, updated_at}
@@ -39,9 +43,10 @@ class Lsps1Client:
     def get_info(self, lsp_id: str) -> dict:
         return parse_info(lsp_id, self.request(lsp_id, "lsps1.get_info", {}))
 
-    def order(self, lsp_id: str, wanted: dict) -> dict:
+    def order(self, lsp_id: str, wanted: dict, pay: Optional[str] = None) -> dict:
         """lsps1.create_order with what the operator gave; unset values take the
-        LSP's advertised minimum confirmations / fastest funding / longest lease."""
+        LSP's advertised minimum confirmations / fastest funding / longest lease.
+        `pay` ("bolt11", "bolt12"): then pay it that way and answer its new state."""
         info = self.get_info(lsp_id)
         defaults = {"required_channel_confirmations": info["min_required_channel_confirmations"],
                     "funding_confirms_within_blocks": info["min_funding_confirms_within_blocks"],
@@ -50,7 +55,28 @@ class Lsps1Client:
         params = {k: v for k, v in params.items() if v is not None}
         for amount in ("lsp_balance_sat", "client_balance_sat"):
             params[amount] = str(params.get(amount, 0))
-        return self.create_order(lsp_id, params)
+        order = self.create_order(lsp_id, params)
+        if pay is None:
+            return order
+        paid = self.pay(lsp_id, order, pay)
+        return {**self.get_order(lsp_id, order["order_id"]), "paid": paid}
+
+    def pay(self, lsp_id: str, order: dict, method: str) -> dict:
+        """Pay a checked order (LSPS1 or LSPS7) by its bolt11 invoice, or by an invoice
+        fetched for its bolt12 offer; returns when the LSP settled (after the open or
+        the extension) or failed it back (error 1302, with the order)."""
+        target = to_pay(lsp_id, order, method)
+        try:
+            invoice = target if method == "bolt11" else self.node.fetch_invoice(target)
+            if method == "bolt12":
+                check_offer_invoice(lsp_id, order, invoice)
+            paid = self.node.pay(invoice)
+        except RpcError as e:
+            raise ClientError(PAYMENT_FAILED, f"{lsp_id}: paying order {order['order_id']} "
+                              f"by {method} failed: {e.error.get('message', e)}",
+                              {"order": order, "error": e.error}) from None
+        self.log(f"lsps1: order {order['order_id']} paid by {method}", "info")
+        return {"method": method, **paid}
 
     def create_order(self, lsp_id: str, params: dict) -> dict:
         order = check_order_result(lsp_id, self.request(lsp_id, "lsps1.create_order", params))

@@ -43,6 +43,9 @@ OPTIONS = (
     flag("lsp-lsps1-onchain",
          "LSPS1: accept on-chain payment (only from clients that give a "
          "refund_onchain_address)."),
+    flag("lsp-lsps1-no-bolt12",
+         "LSPS1/LSPS7: offer no payment.bolt12 (an offer per order, its payment held "
+         "like the bolt11 invoice's)."),
     Option("lsp-lsps1-min-onchain-confirmations", 1,
            "LSPS1: confirmations an on-chain payment needs (at least 1)."),
     Option("lsp-lsps1-min-fee-for-0conf", 253,

@@ -20,10 +20,9 @@ from lsps.orders.payment import (
     COMPLETED,
     CREATED,
     EXPECT_PAYMENT,
-    HOLD,
-    PAID,
     Decision,
     payment_json,
+    release,
     unrefunded,
 )
 
@@ -219,10 +218,8 @@ def on_channel_opened(order: dict, channel_id: str, funding_outpoint: str, heigh
         "expires_at": format_datetime_ms(now_ms + r["channel_expiry_blocks"] * block_ms)}
     order["order_state"] = COMPLETED
     order["updated_ms"] = now_ms
-    d = Decision(changed=True)
-    if order["bolt11"]["state"] == HOLD:
-        order["bolt11"]["state"] = PAID
-        d.settle = [p["key"] for p in order["parts"]]
+    d = Decision(changed=True, settle=release(order))
+    if d.settle:
         d.refund = unrefunded(order)  # an on-chain payment beside it goes back
     return d
 

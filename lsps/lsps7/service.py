@@ -116,15 +116,13 @@ def on_held(order: dict, lease: dict, now_ms: int) -> P.Decision:
     The new expiry counts from the lease as it is now, so two extensions
     paid one after the other add up even if their orders were created
     against the same old expiry."""
-    paid_onchain = bool(order.get("onchain")) and order["onchain"]["state"] == P.PAID
-    if order["bolt11"]["state"] != P.HOLD and not paid_onchain:
+    if not P.may_open(order):
         return P.Decision()
     if order["order_id"] not in lease["extension_order_ids"]:  # not twice after a restart
         lease["expiration_block"] += order["channel_extension_expiry_blocks"]
         lease["extension_order_ids"].append(order["order_id"])
     order["new_channel_expiry_block"] = lease["expiration_block"]
-    if order["bolt11"]["state"] == P.HOLD:
-        order["bolt11"]["state"] = P.PAID
+    settle = P.release(order)
     order["order_state"] = P.COMPLETED
     order["updated_ms"] = now_ms
-    return P.Decision(settle=[p["key"] for p in order["parts"]], changed=True)
+    return P.Decision(settle=settle, changed=True)

@@ -283,6 +283,16 @@ class ClnNode:
         return self.rpc().call("createinvoice", {"invstring": unsigned, "label": label,
                                                  "preimage": preimage})["bolt11"]
 
+    def fetch_invoice(self, offer: str) -> str:
+        """An invoice for a BOLT12 offer of fixed amount (CLN's fetchinvoice)."""
+        return self.rpc().call("fetchinvoice", {"offer": offer})["invoice"]
+
+    def pay(self, invoice: str) -> dict:
+        """Pay a bolt11 or bolt12 invoice (xpay): amount_msat, payment_preimage."""
+        paid = self.rpc().call("xpay", {"invstring": invoice})
+        return {"amount_msat": msat(paid["amount_msat"]),
+                "payment_preimage": paid["payment_preimage"]}
+
     def invoice_status(self, label: str) -> Optional[dict]:
         found = self.rpc().call("listinvoices", {"label": label})["invoices"]
         return found[0] if found else None

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import lsps.orders.payment as P
 import lsps.quota as quota
+from bolt12ext.recipient import blinded_final_payload
 from lsps.addresses import segwit_address_ok
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import answer_later
@@ -26,13 +27,9 @@ from lsps.node.replies import htlc_continue, htlc_fail, htlc_resolve
 from lsps.node.rpc import ClnNode
 from lsps.node.store import Archive, Area, Store
 from lsps.orders.refunds import Refunds
+from lsps.orders.retention import ORDERS, ORDERS_DONE, ORDERS_DONE_INDEX, Retention
 from lsps.runtime.threads import arm_deadline, now_ms
 
-ORDERS = Area("lsps1-orders")    # order dicts (lsps/orders/payment.py)
-# Orders nothing can happen to any more, their invoice expired: moved out of ORDERS
-# so start-up reads only what can still change; read on demand (get_order, views).
-ORDERS_DONE = Area("lsps1-orders-done")
-ORDERS_DONE_INDEX = Area("lsps1-orders-done-days")   # day -> archived failed orders to forget
 LEASES = Area("leases")          # channel_id -> lease after an LSPS7 extension
 MAX_UNPAID_ORDERS_PER_PEER = 10
 MAX_UNPAID_ORDERS_TOTAL = 10_000
@@ -42,27 +39,22 @@ REPLAY_GRACE_S = 15
 INVOICE_CLTV_SLACK = 2
 
 
-PRUNE_EVERY_MS = 3600 * 1000
-ARCHIVE_AFTER_EXPIRY_MS = 3600 * 1000
-# ... and once every HTLC it held is this far past its CLTV expiry: lightningd can no
-# longer replay one (a restart between our `resolve` and its commit) that we must settle.
-ARCHIVE_MARGIN_BLOCKS = 6
-
 Responder = Callable[[dict], None]
 
 
-def _record(order: dict) -> dict:
-    """What is stored of an order: no in-memory marks."""
-    return {k: v for k, v in order.items() if not k.startswith("_")}
-
-
-def _live(order: dict) -> bool:
-    """Can anything still happen to it: unpaid or being paid, an address we watch (a
-    late payment is refunded), or a sold lease that may be closed at expiry?"""
-    onchain = order.get("onchain")
-    return (order["order_state"] == P.CREATED or bool(onchain and onchain.get("address"))
-            or (order.get("kind", "lsps1") == "lsps1" and order["order_state"] == P.COMPLETED
-                and order.get("closed_at_block") is None))
+def _bolt12_part(htlc: Htlc) -> P.Part:
+    """An HTLC with the order's bolt12 payment hash, as its blinded final payload reads
+    (lightningd cannot parse a payment on a path it did not make). Without a path key
+    or our encrypted data it has no `path_data`, and is refused."""
+    payload = blinded_final_payload(htlc.payload, htlc.extra_tlvs) if htlc.final else None
+    payload = payload or {}
+    data = payload.get("encrypted_recipient_data")
+    forward = payload.get("amt_to_forward", 0)
+    return P.Part(key=htlc.key, amount_msat=htlc.amount_msat, cltv_expiry=htlc.cltv_expiry,
+                  forward_msat=forward, outgoing_cltv=payload.get("outgoing_cltv_value", 0),
+                  total_msat=payload.get("total_amount_msat", forward), payment_secret=None,
+                  method="bolt12",
+                  path_data=hashlib.sha256(data).hexdigest() if data else None)
 
 
 def payment_secret(preimage: bytes) -> str:
@@ -71,7 +63,7 @@ def payment_secret(preimage: bytes) -> str:
     return hashlib.sha256(bytes([preimage[0] ^ 1]) + preimage[1:]).hexdigest()
 
 
-class OrderBook(Refunds):
+class OrderBook(Refunds, Retention):
     """State and payment of every order; the subclass adds the protocols' methods."""
 
     def __init__(self, node: ClnNode, store: Store, policy: Any, schedule,
@@ -88,6 +80,9 @@ class OrderBook(Refunds):
         self.log = log
         # A lease is about to be closed: wake its client (LSPS5), given by lsps/app.py.
         self.before_lease_close: Callable[[str], object] = lambda peer_id: None
+        # payment.bolt12 (bLIP-51): who makes an order's offer and answers its
+        # invoice_requests (lsps/asyncpay/order_offers.py), given by lsps/app.py.
+        self.bolt12: Optional[Any] = None
         self.lock = threading.RLock()
         self.orders: Dict[str, dict] = {}
         # Indexes, so that no request, HTLC or block costs O(stored orders):
@@ -114,8 +109,8 @@ class OrderBook(Refunds):
             self.leases.update(self.store.list(LEASES))
             for order in self.store.list(ORDERS).values():
                 self.orders[order["order_id"]] = order
-                if order["bolt11"]["payment_hash"]:
-                    self.by_hash[order["bolt11"]["payment_hash"]] = order["order_id"]
+                for payment_hash in P.payment_hashes(order):
+                    self.by_hash[payment_hash] = order["order_id"]
                 self._index(order)
                 self._arm(order)
         self.schedule(REPLAY_GRACE_S, self._after_replay)
@@ -125,9 +120,7 @@ class OrderBook(Refunds):
         """A held order whose open was cut short by a restart: open now."""
         with self.lock:
             for order in list(self.live.values()):
-                paid = order["bolt11"]["state"] == P.HOLD or (
-                    order.get("onchain") and order["onchain"]["state"] == P.PAID)
-                if paid and P.may_open(order) and not order.get("_opening"):
+                if P.may_open(order) and not order.get("_opening"):
                     self._start_open(order)
 
     # --- LSPS1 methods ------------------------------------------------------------
@@ -144,7 +137,7 @@ class OrderBook(Refunds):
         with self.lock:
             unpaid: Dict[str, int] = {}
             for o in self.live.values():
-                if o["order_state"] == P.CREATED and o["bolt11"]["state"] == P.EXPECT_PAYMENT:
+                if o["order_state"] == P.CREATED and P.lightning_unpaid(o):
                     unpaid[o["client_id"]] = unpaid.get(o["client_id"], 0) + 1
         why = quota.refusal(unpaid, client_id, MAX_UNPAID_ORDERS_PER_PEER,
                             MAX_UNPAID_ORDERS_TOTAL, channel_peers)
@@ -167,11 +160,27 @@ class OrderBook(Refunds):
         order["bolt11"].update(invoice=invoice["bolt11"], payment_hash=invoice["payment_hash"],
                                label=label, preimage=preimage.hex(),
                                payment_secret=payment_secret(preimage))
+        if self.bolt12 is not None:
+            try:
+                order["bolt12"] = self.bolt12.offer_for(
+                    order, description, self.cltv_final + self.margin + INVOICE_CLTV_SLACK)
+            except Exception as e:   # the order is still sold, by its other options
+                self.log(f"lsps1: no bolt12 offer for order {order['order_id']}: {e!r}",
+                         "warn")
         with self.lock:
             self.orders[order["order_id"]] = order
-            self.by_hash[invoice["payment_hash"]] = order["order_id"]
+            for payment_hash in P.payment_hashes(order):
+                self.by_hash[payment_hash] = order["order_id"]
             self._persist(order)
             self._arm(order)
+
+    def bolt12_terms(self, order_id: str) -> Optional[dict]:
+        """The order (a copy) while its offer may be paid, for its invoice_requests."""
+        with self.lock:
+            order = self.orders.get(order_id)
+            if order is None or not order.get("bolt12") or not P.takes_payment(order, now_ms()):
+                return None
+            return P.stored_record(order)
 
     def _find(self, peer_id: str, order_id, kind: str) -> dict:
         """The peer's own order of this kind, else 101 (others' orders do not exist)."""
@@ -189,13 +198,14 @@ class OrderBook(Refunds):
             return htlc.payment_hash in self.by_hash
 
     def on_htlc(self, htlc: Htlc, respond: Responder) -> None:
-        part = P.Part(key=htlc.key, amount_msat=htlc.amount_msat, cltv_expiry=htlc.cltv_expiry,
-                      forward_msat=htlc.amount_msat if htlc.forward_msat is None
-                      else htlc.forward_msat,
-                      outgoing_cltv=htlc.outgoing_cltv or 0,
-                      total_msat=htlc.total_msat, payment_secret=htlc.payment_secret)
         with self.lock:
             order = self.orders[self.by_hash[htlc.payment_hash]]
+            bolt12 = htlc.payment_hash == (order.get("bolt12") or {}).get("payment_hash")
+            part = _bolt12_part(htlc) if bolt12 else P.Part(
+                key=htlc.key, amount_msat=htlc.amount_msat, cltv_expiry=htlc.cltv_expiry,
+                forward_msat=htlc.amount_msat if htlc.forward_msat is None
+                else htlc.forward_msat, outgoing_cltv=htlc.outgoing_cltv or 0,
+                total_msat=htlc.total_msat, payment_secret=htlc.payment_secret)
             self.waiting[part.key] = respond
             d = P.on_htlc(order, part, htlc.height, now_ms(),
                           self.cltv_final + self.margin)
@@ -257,9 +267,9 @@ class OrderBook(Refunds):
             respond = self.waiting.pop(key, None)
             if respond:
                 respond(htlc_fail(failure))
-        preimage = order["bolt11"].get("preimage")
         for key in d.settle:
             respond = self.waiting.pop(key, None)
+            preimage = P.preimage_of(order, key)
             if respond:  # orders from before own preimages: lightningd settles
                 respond(htlc_resolve(preimage) if preimage else htlc_continue())
         if d.refund:
@@ -311,9 +321,9 @@ class OrderBook(Refunds):
     def _arm(self, order: dict) -> None:
         if order["order_state"] != P.CREATED:
             return
-        if order["parts"] and order["bolt11"]["state"] == P.EXPECT_PAYMENT:
+        if order["parts"] and P.lightning_unpaid(order):
             at = order["first_part_ms"] + P.HOLD_COLLECTION_MS
-        elif order["bolt11"]["state"] == P.EXPECT_PAYMENT:
+        elif P.lightning_unpaid(order):
             at = order["expires_ms"]
         else:
             return
@@ -330,53 +340,6 @@ class OrderBook(Refunds):
             if order["order_state"] == P.FAILED:
                 self.schedule(self.prune_after_s + 0.05, self._prune)
 
-    def _prune(self) -> None:
-        """Forget failed orders with nothing left to refund, long after expiry:
-        lsps1.get_order then answers 101."""
-        cutoff = now_ms() - self.prune_after_s * 1000
-        with self.lock:
-            for order_id, order in list(self.orders.items()):
-                onchain = order.get("onchain")
-                owed = onchain and any(o["outpoint"] not in onchain["refunding"]
-                                       for o in onchain["outputs"])
-                if order["order_state"] == P.FAILED and not owed and \
-                        order["expires_ms"] <= cutoff and order["updated_ms"] <= cutoff:
-                    del self.orders[order_id]
-                    self.live.pop(order_id, None)
-                    self.by_hash.pop(order["bolt11"]["payment_hash"], None)
-                    self.store.delete(ORDERS, order_id)
-
-    def _prune_if_due(self) -> None:
-        """Each block, but at most once an hour: a block does not walk every order."""
-        if now_ms() >= self._next_prune_ms:
-            self._next_prune_ms = now_ms() + PRUNE_EVERY_MS
-            self._prune()
-            self.workers.submit(self._archive)
-
-    def _archive(self) -> None:
-        """Orders that can no longer change, whose invoice has expired (lightningd then
-        refuses an HTLC for it by itself) and whose HTLCs are all long expired move to
-        the archive; archived failed orders are forgotten after lsp-lsps1-prune-after,
-        like the others."""
-        now = now_ms()
-        with self.lock:
-            done = [o for o in self.orders.values() if not _live(o)
-                    and o["expires_ms"] + ARCHIVE_AFTER_EXPIRY_MS <= now
-                    and o["order_id"] not in self.refunding and not o.get("_opening")
-                    and all(p["cltv_expiry"] + ARCHIVE_MARGIN_BLOCKS <= self.height
-                            for p in o["parts"])]
-        for order in done:   # archive first: a crash in between leaves both copies
-            forget_at = (max(order["expires_ms"], order["updated_ms"]) + self.prune_after_s * 1000
-                         if order["order_state"] == P.FAILED else None)
-            self.archive.put(order["order_id"], _record(order), forget_at)
-            self.store.delete(ORDERS, order["order_id"])
-            with self.lock:
-                self.orders.pop(order["order_id"], None)
-                self.live.pop(order["order_id"], None)
-                self.by_hash.pop(order["bolt11"]["payment_hash"], None)
-        self.archive.forget_due(now, lambda order: order["order_state"] == P.FAILED and max(
-            order["expires_ms"], order["updated_ms"]) + self.prune_after_s * 1000 <= now)
-
     def _stored(self, order_id: str) -> Optional[dict]:
         """An order, live or archived."""
         with self.lock:
@@ -385,7 +348,7 @@ class OrderBook(Refunds):
 
     def _index(self, order: dict) -> None:
         """Keep the indexes right after an order changed. Caller holds the lock."""
-        if _live(order):
+        if P.is_live(order):
             self.live[order["order_id"]] = order
         else:
             self.live.pop(order["order_id"], None)
@@ -396,4 +359,4 @@ class OrderBook(Refunds):
 
     def _persist(self, order: dict) -> None:
         self._index(order)
-        self.store.put(ORDERS, order["order_id"], _record(order))
+        self.store.put(ORDERS, order["order_id"], P.stored_record(order))

@@ -1,10 +1,12 @@
 """How an order is paid, shared by LSPS1 channel orders and LSPS7 lease extensions.
 
 Pure logic: time is unix milliseconds and block heights are ints, passed in.
-An order is a plain dict. Lightning payment is a hold invoice: parts are held
+An order is a plain dict. Lightning payment is a hold invoice (`bolt11`) or an offer
+whose invoices we answer ourselves (`bolt12`, bLIP-51): either way parts are held
 (HOLD) until the channel is open or the lease extended, then released (PAID) or
-failed back (REFUNDED); an on-chain payment is PAID once confirmed, or refunded.
-Every function returns a `Decision` the handler applies (persist, then act)."""
+failed back (REFUNDED); the parts of one payment are all of one kind. An on-chain
+payment is PAID once confirmed, or refunded. Every function returns a `Decision`
+the handler applies (persist, then act)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ CREATED, COMPLETED, FAILED = "CREATED", "COMPLETED", "FAILED"
 EXPECT_PAYMENT, HOLD, PAID, REFUNDED = "EXPECT_PAYMENT", "HOLD", "PAID", "REFUNDED"
 
 HOLD_COLLECTION_MS = 90_000
+LIGHTNING = ("bolt11", "bolt12")   # the lightning payment options, as bLIP-51 names them
 
 
 
@@ -35,6 +38,9 @@ def payment_json(order: dict, policy: Optional[Any] = None) -> Dict[str, dict]:
     if order["bolt11"]["invoice"]:
         payment["bolt11"] = {"state": order["bolt11"]["state"], **common,
                              "invoice": order["bolt11"]["invoice"]}
+    bolt12 = order.get("bolt12")
+    if bolt12 and bolt12["offer"]:
+        payment["bolt12"] = {"state": bolt12["state"], **common, "offer": bolt12["offer"]}
     onchain = order.get("onchain")
     if onchain and onchain["address"] and policy is not None:
         # bLIP-51 wants min_fee_for_0conf absent when confirmations are
@@ -62,14 +68,53 @@ class Decision:
 
 @dataclass(frozen=True)
 class Part:
-    """An HTLC paying an order's invoice, as lightningd parsed it."""
+    """An HTLC paying an order's invoice, as lightningd parsed it (bolt11), or as its
+    blinded final payload reads (bolt12)."""
     key: str
     amount_msat: int                # what the HTLC carries
     cltv_expiry: int
     forward_msat: int               # the onion's amt_to_forward
     outgoing_cltv: int              # the onion's outgoing_cltv_value
-    total_msat: Optional[int]       # the onion's total_msat (payment_data)
+    total_msat: Optional[int]       # the onion's total_msat (payment_data / total_amount_msat)
     payment_secret: Optional[str]   # the onion's payment_secret, hex
+    method: str = "bolt11"
+    # bolt12: SHA256 of the encrypted_recipient_data it carried, when a path key came
+    # with it (our payment path's data is the payment_secret of a blinded payment)
+    path_data: Optional[str] = None
+
+
+def lightning_unpaid(order: dict) -> bool:
+    """No lightning payment is held, paid or refunded."""
+    return all(order[m]["state"] == EXPECT_PAYMENT for m in LIGHTNING if order.get(m))
+
+
+def takes_payment(order: dict, now_ms: int) -> bool:
+    """May a lightning payment still come for the order: unpaid, not expired?"""
+    onchain = order.get("onchain")
+    return order["order_state"] == CREATED and lightning_unpaid(order) and \
+        not (onchain and onchain["state"] == PAID) and now_ms < order["expires_ms"]
+
+
+def parts_method(order: dict) -> Optional[str]:
+    """The payment option the held parts pay: "bolt11" or "bolt12"."""
+    return order["parts"][0].get("method", "bolt11") if order["parts"] else None
+
+
+def preimage_of(order: dict, key: str) -> Optional[str]:
+    """The preimage that settles part `key` (None: lightningd settles, for orders made
+    before we kept our own)."""
+    part = next((p for p in order["parts"] if p["key"] == key), None)
+    method = order[part.get("method", "bolt11") if part else "bolt11"]
+    return method.get("preimage")
+
+
+def release(order: dict) -> List[str]:
+    """The held lightning payment is released: PAID; the part keys to settle."""
+    method = parts_method(order)
+    if method is None or order[method]["state"] != HOLD:
+        return []
+    order[method]["state"] = PAID
+    return [p["key"] for p in order["parts"]]
 
 
 
@@ -78,10 +123,15 @@ def refusal(order: dict, part: Part, height: int, min_cltv_blocks: int,
     """Why lightningd (BOLT4 final-node rules) would not let this part settle the
     order's invoice, or None. Checked before holding: a part we hold and cannot
     settle is no money."""
-    bolt11 = order["bolt11"]
-    if part.payment_secret is None or (bolt11.get("payment_secret") is not None
-                                       and part.payment_secret != bolt11["payment_secret"]):
-        return "wrong or missing payment_secret"
+    if part.method == "bolt12":
+        bolt12 = order.get("bolt12") or {}
+        if part.path_data is None or part.path_data != bolt12.get("path_data"):
+            return "not on the order's blinded payment path"
+    else:
+        bolt11 = order["bolt11"]
+        if part.payment_secret is None or (bolt11.get("payment_secret") is not None
+                                           and part.payment_secret != bolt11["payment_secret"]):
+            return "wrong or missing payment_secret"
     if part.total_msat != order["order_total_sat"] * 1000:
         return f"total_msat {part.total_msat} is not the order total"
     if part.amount_msat < part.forward_msat:
@@ -100,32 +150,36 @@ def on_htlc(order: dict, part: Part, height: int, now_ms: int,
             min_cltv_blocks: int) -> Decision:
     """A part paying this order's invoice (`min_cltv_blocks`: cltv-final plus the
     hold margin)."""
-    bolt11 = order["bolt11"]
     key = part.key
     refuse = Decision(fail={key: incorrect_or_unknown(part.amount_msat, height)})
     known = next((p for p in order["parts"] if p["key"] == key), None)
     if known is not None:  # replayed after a restart
-        if bolt11["state"] == PAID:
+        state = order[known.get("method", "bolt11")]["state"]
+        if state == PAID:
             return Decision(settle=[key])
-        if bolt11["state"] == REFUNDED or order["order_state"] == FAILED:
+        if state == REFUNDED or order["order_state"] == FAILED:
             return refuse
         return Decision(hold=[key])
     onchain_paid = bool(order.get("onchain")) and order["onchain"]["state"] == PAID
-    if order["order_state"] != CREATED or bolt11["state"] != EXPECT_PAYMENT or onchain_paid:
+    if order["order_state"] != CREATED or not lightning_unpaid(order) or onchain_paid:
         refuse.why = "order paid already or over"
+        return refuse
+    if parts_method(order) not in (None, part.method):
+        refuse.why = f"parts of the {parts_method(order)} payment are being collected"
         return refuse
     why = refusal(order, part, height, min_cltv_blocks, now_ms)
     if why is not None:
         refuse.why = why
         return refuse
     order["parts"].append({"key": key, "amount_msat": part.amount_msat,
-                           "cltv_expiry": part.cltv_expiry, "arrived_ms": now_ms})
+                           "cltv_expiry": part.cltv_expiry, "arrived_ms": now_ms,
+                           "method": part.method})
     if order["first_part_ms"] is None:
         order["first_part_ms"] = now_ms
     order["updated_ms"] = now_ms
     d = Decision(hold=[key], changed=True)
     if sum(p["amount_msat"] for p in order["parts"]) >= order["order_total_sat"] * 1000:
-        bolt11["state"] = HOLD
+        order[part.method]["state"] = HOLD
         d.open = True
     return d
 
@@ -144,8 +198,9 @@ def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     d = Decision(changed=True)
     for p in order["parts"]:
         d.fail[p["key"]] = incorrect_or_unknown(p["amount_msat"], height)
-    if order["bolt11"]["state"] in (HOLD, EXPECT_PAYMENT) and order["parts"]:
-        order["bolt11"]["state"] = REFUNDED
+    method = parts_method(order)
+    if method is not None and order[method]["state"] in (HOLD, EXPECT_PAYMENT):
+        order[method]["state"] = REFUNDED
     d.refund = unrefunded(order)
     order["order_state"] = FAILED
     order["failure"] = reason
@@ -158,7 +213,7 @@ def on_tick(order: dict, height: int, now_ms: int) -> Decision:
     """Incomplete part sets time out; unpaid orders expire."""
     if order["order_state"] != CREATED:
         return Decision()
-    if order["bolt11"]["state"] == EXPECT_PAYMENT and order["parts"] and \
+    if lightning_unpaid(order) and order["parts"] and \
             now_ms - order["first_part_ms"] >= HOLD_COLLECTION_MS:
         d = Decision(changed=True)
         for p in order["parts"]:
@@ -168,8 +223,7 @@ def on_tick(order: dict, height: int, now_ms: int) -> Decision:
         order["updated_ms"] = now_ms
         return d
     onchain_paid = order.get("onchain") and order["onchain"]["state"] == PAID
-    if now_ms >= order["expires_ms"] and order["bolt11"]["state"] == EXPECT_PAYMENT \
-            and not onchain_paid:
+    if now_ms >= order["expires_ms"] and lightning_unpaid(order) and not onchain_paid:
         return _refund(order, "order expired unpaid", height, now_ms)
     return Decision()
 
@@ -194,7 +248,7 @@ def on_onchain_outputs(order: dict, outputs: List[dict], min_confirmations: int,
         order["updated_ms"] = now_ms
         d.changed = True
     usable = order["order_state"] == CREATED and onchain["state"] == EXPECT_PAYMENT \
-        and order["bolt11"]["state"] == EXPECT_PAYMENT and now_ms < order["expires_ms"]
+        and lightning_unpaid(order) and now_ms < order["expires_ms"]
     if usable:
         confirmed = sum(o["amount_sat"] for o in onchain["outputs"]
                         if confirmations.get(o["outpoint"], 0) >= min_confirmations)
@@ -226,7 +280,8 @@ def may_open(order: dict) -> bool:
     if order["order_state"] != CREATED:
         return False
     onchain = order.get("onchain")
-    return order["bolt11"]["state"] == HOLD or bool(onchain and onchain["state"] == PAID)
+    return any(order[m]["state"] == HOLD for m in LIGHTNING if order.get(m)) or \
+        bool(onchain and onchain["state"] == PAID)
 
 
 
@@ -234,7 +289,8 @@ def on_block(order: dict, height: int, margin: int, now_ms: int,
              opening: bool = False) -> Decision:
     """Held parts are failed before their CLTV expiry; not while an open is in
     flight (its outcome settles or fails them)."""
-    if order["bolt11"]["state"] not in (EXPECT_PAYMENT, HOLD) or not order["parts"]:
+    method = parts_method(order)
+    if method is None or order[method]["state"] not in (EXPECT_PAYMENT, HOLD):
         return Decision()
     if order["order_state"] == COMPLETED or opening:
         return Decision()
@@ -246,6 +302,27 @@ def on_block(order: dict, height: int, margin: int, now_ms: int,
 
 def on_open_failed(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     return _refund(order, f"channel open failed: {reason}", height, now_ms)
+
+
+# --- what is kept of an order ------------------------------------------------------------
+def stored_record(order: dict) -> dict:
+    """What is stored of an order: no in-memory marks."""
+    return {k: v for k, v in order.items() if not k.startswith("_")}
+
+
+def is_live(order: dict) -> bool:
+    """Can anything still happen to it: unpaid or being paid, an address we watch (a
+    late payment is refunded), or a sold lease that may be closed at expiry?"""
+    onchain = order.get("onchain")
+    return (order["order_state"] == CREATED or bool(onchain and onchain.get("address"))
+            or (order.get("kind", "lsps1") == "lsps1" and order["order_state"] == COMPLETED
+                and order.get("closed_at_block") is None))
+
+
+def payment_hashes(order: dict) -> List[str]:
+    """The payment hashes of the order's lightning options (bolt11, bolt12)."""
+    return [order[m]["payment_hash"] for m in LIGHTNING
+            if order.get(m) and order[m].get("payment_hash")]
 
 
 # --- what LSPS1 and LSPS7 orders ask alike ---------------------------------------------

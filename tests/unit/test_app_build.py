@@ -44,6 +44,7 @@ class Fake:
     def __init__(self, *args, **kwargs):
         self.args, self.kwargs, self.started, self.served = args, kwargs, [], []
         self.claims, self.book, self.mailbox = object(), object(), None
+        self.bolt12_terms, self.pay = object(), object()
         Fake.made.setdefault(type(self).__name__, []).append(self)
 
     def start(self, *args):
@@ -72,7 +73,7 @@ class Timer:
 PATCHED = ("Store", "Lsps2Service", "OrderService", "Lsps2Client", "Lsps1Client",
            "Lsps7Client", "Lsps5Client", "Lsps5Service", "Delivery", "OnionMessenger",
            "PeerMailbox", "StaticInvoiceServer", "AsyncRecipient", "AsyncPayer", "HtlcHolder",
-           "ThreadPoolExecutor")
+           "ThreadPoolExecutor", "OrderOffers")
 
 
 @pytest.fixture(autouse=True)
@@ -218,6 +219,18 @@ def test_order_service_options():
     assert orders.kwargs == {"prune_after_s": 60, "close_expired": True}
 
 
+def test_orders_take_bolt12_unless_told_not_to():
+    services, _, _ = build(advertised=True, lsp_service=True)
+    orders = services["lsps1_service"]
+    assert orders.bolt12 is one("OrderOffers")
+    assert one("OrderOffers").args[1:3] == (services["messenger"], orders.bolt12_terms)
+    Fake.made = {}
+    services, _, _ = build(advertised=True, lsp_service=True, lsp_lsps1_no_bolt12=True)
+    assert "OrderOffers" not in Fake.made and not hasattr(services["lsps1_service"], "bolt12")
+    services, _, _ = build()
+    assert "OrderOffers" not in Fake.made   # no service: nothing sold
+
+
 def test_the_refresh_interval_and_the_jit_client_reach_the_recipient():
     services, _, _ = build(lsp_asyncpay_refresh_interval=600)
     assert services["async_recipient"].kwargs == {"refresh_interval_s": 600,
@@ -227,7 +240,8 @@ def test_the_refresh_interval_and_the_jit_client_reach_the_recipient():
 def test_client_calls_wait_on_lsps0_and_fail_for_an_unconnected_lsp():
     services, _, _ = build()
     ask = services["lsps2_client"].args[2]
-    assert services["lsps1_client"].args[2] is ask and services["lsps7_client"].args == (ask,)
+    assert services["lsps1_client"].args[2] is ask
+    assert services["lsps7_client"].args == (ask, services["lsps1_client"].pay)
     with pytest.raises(ClientError) as e:
         ask(PEER, "lsps0.list_protocols", {})
     assert e.value.code == PEER_NOT_CONNECTED

@@ -376,7 +376,7 @@ def test_recipient_accepts_the_right_quantity():
 
 
 def test_recipient_claims_only_htlcs_that_came_through_its_path():
-    from lsps.asyncpay.claims import came_blinded as _came_blinded
+    from bolt12ext.recipient import came_blinded as _came_blinded
     from lsps.asyncpay.recipient import AsyncRecipient
     path_key = "02" + "ee" * 32
     assert _came_blinded({}, "0021" + path_key)

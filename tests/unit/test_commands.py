@@ -251,7 +251,24 @@ def test_lsps1_order_asks_the_lsp_with_checked_values():
     assert client.calls == [("order", (LSP, {
         "lsp_balance_sat": 100_000, "client_balance_sat": None, "channel_expiry_blocks": 144,
         "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
-        "announce_channel": False, "token": "5", "refund_onchain_address": "bcrt1q"}), {})]
+        "announce_channel": False, "token": "5", "refund_onchain_address": "bcrt1q"}, None),
+        {})]
+
+
+@pytest.mark.parametrize("pay", ["bolt11", "bolt12"])
+def test_lsps1_order_can_be_paid_as_it_is_placed(pay):
+    _, client = order(pay=pay)
+    assert client.calls[0][1][2] == pay
+
+
+@pytest.mark.parametrize("pay", ["onchain", "BOLT12", 12])
+def test_an_order_is_paid_only_by_bolt11_or_bolt12(pay):
+    cmd, pool = commands(lsps1_client=Recorder(), lsps7_client=Recorder())
+    for place in (lambda: cmd.lsps1_order(request(), LSP, 1, None, None, None, None, False,
+                                          None, None, pay),
+                  lambda: cmd.lsps7_order(request(), LSP, "1x2x3", 1, None, None, pay)):
+        assert invalid(place) == f"pay: expected one of bolt11, bolt12, got {pay!r}"
+    assert pool.jobs == []
 
 
 @pytest.mark.parametrize("announce,wanted", [(True, True), (False, False), ("true", True),
@@ -288,7 +305,7 @@ def test_lsps7_order_builds_the_extension_params():
     assert result_of(req) == {"order_id": "x1"}
     assert client.calls == [("create_extension", (LSP, {
         "short_channel_id": "1x2x3", "channel_extension_expiry_blocks": 100, "token": "tok",
-        "refund_onchain_address": "bcrt1q"}), {})]
+        "refund_onchain_address": "bcrt1q"}, None), {})]
 
 
 def test_lsps7_order_without_token_or_refund_address_leaves_them_out():

@@ -107,3 +107,71 @@ def test_invoice_asking_more_than_the_total_is_refused():
     with pytest.raises(ClientError) as e:
         lsps1.check_invoice_amount(LSP, o, lsps1.EXTENSION_MISMATCH)
     assert e.value.code == lsps1.EXTENSION_MISMATCH
+
+
+def offer_for(amount_msat, description="order"):
+    from bolt12ext import build
+    from bolt12ext.sphinx import pubkey
+    return build.offer_string(build.offer(offer_amount_msat=amount_msat,
+                                          offer_description=description,
+                                          offer_issuer_id=pubkey(b"\x01" * 32)))
+
+
+def with_offer(offer, total="22500"):
+    o = order(total=total, fee=str(int(total) - 20000))
+    o["payment"]["bolt11"]["invoice"] = None
+    del o["payment"]["bolt11"]
+    o["payment"]["bolt12"] = {"state": "EXPECT_PAYMENT", "fee_total_sat": str(int(total) - 20000),
+                              "order_total_sat": total, "offer": offer}
+    return o
+
+
+def test_a_bolt12_offer_must_ask_exactly_the_order_total():
+    lsps1.check_invoice_amount(LSP, with_offer(offer_for(22_500_000)), 1301)
+    with pytest.raises(ClientError) as e:
+        lsps1.check_invoice_amount(LSP, with_offer(offer_for(22_500_001)), 1301)
+    assert e.value.code == 1301 and "offer asks 22500001 msat" in e.value.message
+    for bad in (offer_for(None), "lno1notanoffer", offer_for(22_500_000, "x" * 1500)):
+        with pytest.raises(ClientError) as e:
+            lsps1.check_invoice_amount(LSP, with_offer(bad), 1301)
+        assert e.value.code == BAD_RESPONSE
+
+
+def test_what_to_pay_is_the_option_still_expecting_payment():
+    o = with_offer(offer_for(22_500_000))
+    assert lsps1.to_pay(LSP, o, "bolt12") == o["payment"]["bolt12"]["offer"]
+    for method in ("bolt11",):
+        with pytest.raises(ClientError) as e:
+            lsps1.to_pay(LSP, o, method)
+        assert e.value.code == lsps1.PAYMENT_FAILED
+    o["payment"]["bolt12"]["state"] = "HOLD"
+    with pytest.raises(ClientError):
+        lsps1.to_pay(LSP, o, "bolt12")
+
+
+def test_the_invoice_fetched_for_the_offer_asks_the_total():
+    import os
+
+    from bolt12ext import build, encoding, recipient
+    from bolt12ext.blinding import payment_path
+    from bolt12ext.sphinx import pubkey
+    offer = offer_for(22_500_000)
+    data = encoding.decode(offer)[1]
+    req = build.invoice_request(data, os.urandom(32), invreq_metadata=os.urandom(8))
+    path = payment_path(os.urandom(32), [], pubkey(b"\x01" * 32), os.urandom(32), 1000,
+                        22_500_000, 18)
+    for amount, ok in ((None, True), (22_500_001, False)):
+        req = build.invoice_request(data, os.urandom(32), invreq_metadata=os.urandom(8),
+                                    invreq_amount_msat=amount)
+        invoice = build.invoice_string(recipient.invoice_for(
+            req, recipient.check_invoice_request(req, data), b"\x01" * 32, [path],
+            os.urandom(32), 1000))
+        if ok:
+            lsps1.check_offer_invoice(LSP, with_offer(offer), invoice)
+        else:
+            with pytest.raises(ClientError) as e:
+                lsps1.check_offer_invoice(LSP, with_offer(offer), invoice)
+            assert e.value.code == lsps1.ORDER_TOTAL_MISMATCH
+    with pytest.raises(ClientError) as e:
+        lsps1.check_offer_invoice(LSP, with_offer(offer), "lnbc1garbage")
+    assert e.value.code == BAD_RESPONSE

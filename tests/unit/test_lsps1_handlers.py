@@ -22,6 +22,7 @@ import lsps.lsps1.service_handler as lsps1_handler
 import lsps.lsps7.service_handler as lsps7_handler
 import lsps.orders.book as book
 import lsps.orders.payment as P
+import lsps.orders.retention as retention
 from lsps.htlc import incorrect_or_unknown
 from lsps.lsps0.client import BAD_RESPONSE, ClientError
 from lsps.lsps0.msgs import LspsError
@@ -39,7 +40,7 @@ PARAMS = {"lsp_balance_sat": "500000", "client_balance_sat": "0",
 
 @pytest.fixture
 def clock(monkeypatch):
-    return Clock(monkeypatch, book, lsps1_handler, lsps7_handler)
+    return Clock(monkeypatch, book, retention, lsps1_handler, lsps7_handler)
 
 
 def create(service, peer=CLIENT, **changes):
@@ -463,3 +464,54 @@ def test_client_lists_orders_oldest_first():
     c.get_order(OTHER, "old")
     assert [(o["order_id"], o["lsp_id"]) for o in c.list_orders(None)] == [
         ("old", OTHER), ("new", LSP)]
+
+
+WANTED = {"lsp_balance_sat": 500_000, "client_balance_sat": 20_000,
+          "required_channel_confirmations": None, "funding_confirms_within_blocks": None,
+          "channel_expiry_blocks": None, "announce_channel": False, "token": None}
+INFO = dict(Policy().info(), min_funding_confirms_within_blocks=6, max_channel_expiry_blocks=1000)
+
+
+class PayingNode:
+    """fetchinvoice and xpay, as ClnNode gives them."""
+
+    def __init__(self, invoice="lni1x", error=None):
+        self.invoice, self.error, self.paid = invoice, error, []
+
+    def fetch_invoice(self, offer):
+        return self.invoice
+
+    def pay(self, invoice):
+        if self.error is not None:
+            raise self.error
+        self.paid.append(invoice)
+        return {"amount_msat": 250_000_000, "payment_preimage": "ab" * 32}
+
+
+def test_client_pays_an_order_by_bolt11_and_answers_its_new_state():
+    done = dict(lsp_order(), order_state="COMPLETED")
+    lsp = Lsp(get_info=INFO, create_order=lsp_order(), get_order=done)
+    c, _ = client(lsp)
+    c.node = PayingNode()
+    got = c.order(LSP, WANTED, "bolt11")
+    assert c.node.paid == [lsp_order()["payment"]["bolt11"]["invoice"]]
+    assert got["order_state"] == "COMPLETED"
+    assert got["paid"] == {"method": "bolt11", "amount_msat": 250_000_000,
+                           "payment_preimage": "ab" * 32}
+
+
+def test_a_failed_payment_is_error_1302_with_the_order():
+    from pyln.client import RpcError
+
+    from lsps.lsps1.client import PAYMENT_FAILED
+    c, _ = client(Lsp(get_info=INFO, create_order=lsp_order()))
+    c.node = PayingNode(error=RpcError("xpay", {}, {"code": 203, "message": "destination "
+                                                                        "failed"}))
+    with pytest.raises(ClientError) as e:
+        c.order(LSP, WANTED, "bolt11")
+    assert e.value.code == PAYMENT_FAILED and "destination failed" in e.value.message
+    assert e.value.data["order"]["order_id"] == "o1"
+    assert c.list_orders(LSP)[0]["order_id"] == "o1"   # placed, and remembered
+    with pytest.raises(ClientError) as e:   # this LSP sent no offer
+        c.order(LSP, WANTED, "bolt12")
+    assert e.value.code == PAYMENT_FAILED and "no bolt12 payment" in e.value.message

@@ -270,6 +270,7 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     expired is archived, get_order and the operator view still find it, an HTLC for
     it is no longer ours (lightningd refuses the expired invoice)."""
     import lsps.orders.book as book
+    import lsps.orders.retention as retention
     from lsps.lsps0.msgs import LspsError
     service, node, rpc = make_service()
     order = service.orders[place_order(service, refund=None)["order_id"]]
@@ -278,8 +279,9 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     service._persist(order)
     service._archive()
     assert order_id in service.orders           # its invoice has not expired yet
-    later = order["expires_ms"] + book.ARCHIVE_AFTER_EXPIRY_MS
+    later = order["expires_ms"] + retention.ARCHIVE_AFTER_EXPIRY_MS
     monkeypatch.setattr(book, "now_ms", lambda: later)
+    monkeypatch.setattr(retention, "now_ms", lambda: later)
     restarted, _, _ = make_service(node, rpc)
     restarted.workers.run_all()
     assert order_id not in restarted.orders and not restarted.owns_payment(
@@ -292,6 +294,7 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
         restarted._find("02" + "cd" * 32, order_id, "lsps1")   # not another peer's
     # forgotten after lsp-lsps1-prune-after, as before (on the day after it passed)
     monkeypatch.setattr(book, "now_ms", lambda: later + 2 * 86400_000 + 1)
+    monkeypatch.setattr(retention, "now_ms", lambda: later + 2 * 86400_000 + 1)
     restarted._archive()
     assert Store(lambda: rpc).get(book.ORDERS_DONE, order_id) is None
 
@@ -300,6 +303,7 @@ def test_an_order_is_not_archived_while_lightningd_could_replay_one_of_its_htlcs
     """A restart between our `resolve` and lightningd's commit replays the HTLC: the
     order must still own its payment hash then, however long ago it expired."""
     import lsps.orders.book as book
+    import lsps.orders.retention as retention
     service, node, rpc = make_service()
     order = service.orders[place_order(service, refund=None)["order_id"]]
     order.update(order_state=P.COMPLETED, channel_id="c", closed_at_block=120,
@@ -307,7 +311,8 @@ def test_an_order_is_not_archived_while_lightningd_could_replay_one_of_its_htlcs
                          "arrived_ms": 0}])
     service._persist(order)
     monkeypatch.setattr(book, "now_ms", lambda: order["expires_ms"] + 10 * 3600_000)
-    service.height = 300 + book.ARCHIVE_MARGIN_BLOCKS - 1
+    monkeypatch.setattr(retention, "now_ms", lambda: order["expires_ms"] + 10 * 3600_000)
+    service.height = 300 + retention.ARCHIVE_MARGIN_BLOCKS - 1
     service._archive()
     assert order["order_id"] in service.orders and service.owns_payment(
         htlc_event({}, payment_hash=order["bolt11"]["payment_hash"]))

@@ -317,3 +317,84 @@ class TestOnchain:
     def test_no_zero_conf_payments(self):
         assert "at least 1" in dataclasses.replace(
             POLICY, min_onchain_payment_confirmations=0).check()
+
+
+PATH_DATA = "dd" * 32
+
+
+def bolt12_order():
+    """An order with both lightning options, as OrderOffers makes its bolt12 one."""
+    order = make_order()
+    order["bolt12"] = {"state": "EXPECT_PAYMENT", "offer": "lno1...", "payment_hash": "12" * 32,
+                       "preimage": "34" * 32, "path_data": PATH_DATA, "path": "", "payinfo": ""}
+    return order
+
+
+def part12(order, key, amount, cltv, **changes):
+    """An honest part on the order's blinded payment path, as its payload reads."""
+    fields = {"method": "bolt12", "path_data": PATH_DATA, "payment_secret": None, **changes}
+    return part(order, key, amount, cltv, **fields)
+
+
+class TestBolt12Payment:
+    def test_the_offer_is_shown_with_the_same_totals_and_expiry(self):
+        o = bolt12_order()
+        payment = S.order_json(o)["payment"]
+        assert payment["bolt12"] == {**{k: v for k, v in payment["bolt11"].items()
+                                        if k != "invoice"}, "offer": "lno1..."}
+
+    def test_parts_held_then_paid_on_open_with_the_offers_preimage(self):
+        o = bolt12_order()
+        assert P.on_htlc(o, part12(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV).hold
+        d = P.on_htlc(o, part12(o, "a/2", 52_500_000, 300), 100, NOW, MIN_CLTV)
+        assert d.open and o["bolt12"]["state"] == "HOLD"
+        assert o["bolt11"]["state"] == "EXPECT_PAYMENT" and P.may_open(o)
+        assert P.preimage_of(o, "a/1") == "34" * 32
+        d = S.on_channel_opened(o, "cid", "ab" * 32 + ":0", 110, NOW)
+        assert sorted(d.settle) == ["a/1", "a/2"] and o["bolt12"]["state"] == "PAID"
+        assert S.order_json(o)["payment"]["bolt12"]["state"] == "PAID"
+        # replayed after a restart: settled again with the same preimage
+        assert P.on_htlc(o, part12(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV).settle == [
+            "a/1"]
+
+    @pytest.mark.parametrize("changes,why", [
+        (dict(path_data=None), "blinded payment path"),        # no path key came with it
+        (dict(path_data="ee" * 32), "blinded payment path"),   # another path's data
+        (dict(total_msat=1000), "total_msat"),
+        (dict(forward_msat=102_500_001), "HTLC carries"),
+        (dict(outgoing_cltv=301), "outgoing_cltv_value"),
+    ])
+    def test_a_part_off_our_path_or_lying_is_refused(self, changes, why):
+        o = bolt12_order()
+        d = P.on_htlc(o, part12(o, "a/1", 102_500_000, 300, **changes), 100, NOW, MIN_CLTV)
+        assert why in d.why and list(d.fail) == ["a/1"] and o["parts"] == []
+
+    def test_one_payment_of_one_kind(self):
+        o = bolt12_order()
+        P.on_htlc(o, part(o, "a/1", 50_000_000, 300), 100, NOW, MIN_CLTV)   # a bolt11 part
+        d = P.on_htlc(o, part12(o, "a/2", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        assert "bolt11 payment" in d.why and d.fail
+        o = bolt12_order()
+        P.on_htlc(o, part12(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_htlc(o, part(o, "a/2", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        assert "paid already" in d.why and not P.takes_payment(o, NOW)
+
+    def test_open_failure_refunds_the_offers_payment(self):
+        o = bolt12_order()
+        P.on_htlc(o, part12(o, "a/1", 102_500_000, 300), 100, NOW, MIN_CLTV)
+        d = P.on_open_failed(o, "no funds", 100, NOW)
+        assert list(d.fail) == ["a/1"] and o["bolt12"]["state"] == "REFUNDED"
+        assert o["bolt11"]["state"] == "EXPECT_PAYMENT" and not P.may_open(o)
+
+    def test_incomplete_parts_time_out_and_the_cltv_margin_applies(self):
+        o = bolt12_order()
+        P.on_htlc(o, part12(o, "a/1", 1_000_000, 300), 100, NOW, MIN_CLTV)
+        assert list(P.on_tick(o, 100, NOW + 90_000).fail) == ["a/1"]
+        P.on_htlc(o, part12(o, "a/2", 102_500_000, 120), 100, NOW, MIN_CLTV)
+        assert P.on_block(o, 114, 6, NOW).fail and o["bolt12"]["state"] == "REFUNDED"
+
+    def test_the_offer_takes_payment_until_expiry(self):
+        o = bolt12_order()
+        assert P.takes_payment(o, NOW) and not P.takes_payment(o, o["expires_ms"])
+        P.on_tick(o, 100, o["expires_ms"])
+        assert o["order_state"] == "FAILED" and not P.takes_payment(o, NOW)

@@ -110,3 +110,17 @@ def test_onchain_paid_extension():
     assert payment["onchain"]["state"] == "PAID"
     assert X.new_order(the_lease["client_id"], the_lease, 1, "", POLICY, NOW,
                        onchain=True)["onchain"] is None  # no refund address: no on-chain
+
+
+def test_an_extension_paid_by_its_offer_is_settled_after_the_lease_is_extended():
+    the_lease = lease()
+    o = X.new_order(the_lease["client_id"], the_lease, 100, "", POLICY, NOW)
+    o["bolt12"] = {"state": "EXPECT_PAYMENT", "offer": "lno1", "payment_hash": "12" * 32,
+                   "preimage": "34" * 32, "path_data": "dd" * 32}
+    paying = part(o, "k/1", o["order_total_sat"] * 1000, 900, method="bolt12",
+                  path_data="dd" * 32, payment_secret=None)
+    assert P.on_htlc(o, paying, 100, NOW, MIN_CLTV).open and o["bolt12"]["state"] == "HOLD"
+    d = X.on_held(o, the_lease, NOW)
+    assert d.settle == ["k/1"] and the_lease["expiration_block"] == 5100
+    assert o["bolt12"]["state"] == "PAID" and o["bolt11"]["state"] == "EXPECT_PAYMENT"
+    assert X.order_json(o, the_lease, POLICY)["payment"]["bolt12"]["state"] == "PAID"

@@ -23,7 +23,7 @@ import lsps.asyncpay.claims as claims
 import lsps.asyncpay.jit_offers as jit_offers
 import lsps.asyncpay.payer as P
 import lsps.asyncpay.recipient as R
-from bolt12ext import asyncmsg, build, messages, onionmsg
+from bolt12ext import asyncmsg, build, messages, onionmsg, recipient
 from bolt12ext.blinding import BlindedPath
 from bolt12ext.contexts import PathBook
 from bolt12ext.offer import decode_offer
@@ -600,11 +600,11 @@ def test_paths_recorded_without_via_accept_any_peer(env):
 
 
 def test_path_key_comes_in_the_payload_or_update_add_htlc_else_not_ours():
-    assert claims.came_blinded({"current_path_key": b"\x02" * 33}, "")
-    assert claims.came_blinded({}, PATH_KEY_TLV)
-    assert not claims.came_blinded({}, "0001aa")         # TLV 0 but not a point
-    assert claims.came_blinded({}, "zz") is False        # unreadable
-    assert claims.came_blinded({}, "ff") is False
+    assert recipient.came_blinded({"current_path_key": b"\x02" * 33}, "")
+    assert recipient.came_blinded({}, PATH_KEY_TLV)
+    assert not recipient.came_blinded({}, "0001aa")         # TLV 0 but not a point
+    assert recipient.came_blinded({}, "zz") is False        # unreadable
+    assert recipient.came_blinded({}, "ff") is False
 
 
 def test_htlcs_from_another_peer_or_to_forward_are_not_ours(env):
