@@ -126,3 +126,22 @@ def test_our_client_pays_lsps1_and_lsps7_orders_by_bolt12_when_asked(node_factor
         client.rpc.call("lsps1-createorder", {"lsp_id": lsp_id, "lsp_balance_sat": 500_000,
                                               "pay": "onchain"})
     assert e.value.error["code"] == -32602
+
+
+def test_an_lsp_restart_while_the_offers_payment_is_held_completes_the_order_once(
+        node_factory, plugin_path, executor):
+    """The LSP restarts as soon as the bolt12 payment is held: lightningd replays the
+    HTLC, the plugin reads its blinded payload again, opens one channel and settles."""
+    client, lsp = order_topology(node_factory, plugin_path, may_reconnect=True)
+    lsp.fundwallet(10**7)   # an open cut short leaves its inputs reserved
+    placed = order(client, lsp, channel_expiry_blocks=100, client_balance_sat=0)
+    invoice = client.rpc.fetchinvoice(placed["payment"]["bolt12"]["offer"])["invoice"]
+    paying = executor.submit(client.rpc.xpay, invstring=invoice)
+    wait_for(lambda: only_one(lsp.rpc.call("lsps1-service-orders", {})["orders"])[
+        "payment"]["bolt12"]["state"] != "EXPECT_PAYMENT")
+    lsp.restart()
+    client.connect(lsp)
+    paying.result(timeout=120)
+    got = state_of(client, lsp, placed["order_id"])
+    assert got["order_state"] == "COMPLETED" and got["payment"]["bolt12"]["state"] == "PAID"
+    assert len(client.rpc.listpeerchannels(lsp.info["id"])["channels"]) == 2

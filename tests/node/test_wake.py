@@ -212,7 +212,8 @@ def test_a_woken_client_that_does_not_come_back_in_the_wake_timeout_gets_nothing
              or not only_one(lsp.rpc.listpeers(client.info["id"])["peers"])["connected"])
     with pytest.raises(RpcError):
         payer.rpc.xpay(invstring=bought["bolt11"], retry_for=12)
-    assert lsp.daemon.is_in_log("client not back within the wake timeout")
+    session = only_one(lsp.rpc.call("lsps2-service-sessions", [client.info["id"]])["sessions"])
+    assert "wake timeout" in session["failures"][0]["reason"]
     assert M.PAYMENT_INCOMING in hooks.methods()
     assert client_channels(client, lsp) == []
     client.connect(lsp)
