@@ -29,7 +29,6 @@ from lsps.orders import payment as P
 
 ORDER_INVREQ = "order_invreq"
 ISSUER_LABEL = "clnlsp/order-issuer/v1"
-MAX_OFFER_CHARS = 2048            # bLIP-51
 # The offer's message path outlives the order a little: a payer that fetched its
 # invoice just before expiry gets a clean "expired", not a dead path.
 PATH_SLACK_S = 600
@@ -59,7 +58,7 @@ class OrderOffers:
         offer = offer_string(recipient.make_offer(
             self.issuer_id, [message_path], description, total_msat, expires_s,
             self.node.network()))
-        if len(offer) > MAX_OFFER_CHARS:   # one short path: never near it
+        if len(offer) > P.MAX_OFFER_CHARS:   # one short path: never near it
             raise ValueError(f"order offer of {len(offer)} characters")
         preimage = os.urandom(32)
         path, payinfo = payment_path(

@@ -18,7 +18,6 @@ ORDER_TOTAL_MISMATCH = 1301
 EXTENSION_MISMATCH = 1701
 PAYMENT_FAILED = 1302      # the order was placed; paying it, as asked, failed
 PAY_METHODS = ("bolt11", "bolt12")
-MAX_OFFER_CHARS = 2048     # bLIP-51
 
 
 INFO_FIELDS_UINT = ("min_required_channel_confirmations", "min_funding_confirms_within_blocks",
@@ -111,8 +110,8 @@ def _invoice_msat(invoice: str) -> int:
 
 
 def _offer_msat(offer: str) -> int:
-    if len(offer) > MAX_OFFER_CHARS:
-        raise DecodeError(f"offer of {len(offer)} characters (at most {MAX_OFFER_CHARS})")
+    if len(offer) > P.MAX_OFFER_CHARS:
+        raise DecodeError(f"offer of {len(offer)} characters (at most {P.MAX_OFFER_CHARS})")
     fields = decode_offer(offer)
     amount = fields.get("offer_amount_msat")
     if amount is None or "offer_currency" in fields:

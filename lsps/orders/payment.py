@@ -26,6 +26,7 @@ EXPECT_PAYMENT, HOLD, PAID, REFUNDED = "EXPECT_PAYMENT", "HOLD", "PAID", "REFUND
 
 HOLD_COLLECTION_MS = 90_000
 LIGHTNING = ("bolt11", "bolt12")   # the lightning payment options, as bLIP-51 names them
+MAX_OFFER_CHARS = 2048             # bLIP-51: payment.bolt12.offer
 
 
 

@@ -20,7 +20,8 @@ from bolt12ext import asyncmsg, build, encoding, messages, onionmsg
 from bolt12ext.offer import decode_offer, dict_path
 from bolt12ext.recipient import CHAIN_HASHES
 from bolt12ext.tlv import bigsize
-from lsps.asyncpay.order_offers import MAX_OFFER_CHARS, ORDER_INVREQ, OrderOffers
+from lsps.asyncpay.order_offers import ORDER_INVREQ, OrderOffers
+from lsps.orders.payment import MAX_OFFER_CHARS
 
 PARAMS = {"lsp_balance_sat": "500000", "client_balance_sat": "0",
           "required_channel_confirmations": 0, "funding_confirms_within_blocks": 6,
