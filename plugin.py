@@ -128,6 +128,15 @@ def on_onionmessage_forward_fail(plugin, onionmessage_forward_fail=None, **kwarg
     app.on_onionmessage_forward_fail(onionmessage_forward_fail or kwargs)
 
 
+# --- the operator's overview -------------------------------------------------------
+@plugin.async_method("lsp-summary")
+def lsp_summary(request, plugin, expiring_within_blocks=None, **kwargs):
+    """How this node is doing in each role: sessions, channels opened and fees earned,
+    orders, leases expiring within {expiring_within_blocks} (default 1008), refunds,
+    held HTLCs, static invoices, LSPS0 answers, and its purchases as a client."""
+    commands.summary(request, expiring_within_blocks)
+
+
 # --- LSPS0 -------------------------------------------------------------------------
 @plugin.async_method("lsps0-listprotocols")
 def lsps0_listprotocols(request, plugin, lsp_id, **kwargs):

@@ -24,6 +24,8 @@ import lsps.lsps5.options as lsps5_options
 import lsps.lsps7.msgs as M7
 import lsps.lsps7.options as lsps7_options
 import lsps.lsps7.service as X
+import lsps.metrics as metrics
+import lsps.orders.payment as P
 from bolt12ext import mailbox
 from bolt12ext import server as asyncpay_server
 from lsps.asyncpay.holder import HtlcHolder
@@ -52,6 +54,7 @@ from lsps.node.rpc import ClnNode
 from lsps.node.store import Store
 from lsps.options import Get, OptionError
 from lsps.orders.book import OrderBook
+from lsps.overview import Overview
 
 
 class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
@@ -91,7 +94,8 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                     out.append({**X.order_json(o, self._stored_lease(o), self.lsps7,
                                                self.policy),
                                 "peer_id": o["client_id"], "channel_id": o["channel_id"],
-                                "failure": o["failure"]})
+                                "failure": o["failure"],
+                                "onchain_refund": P.onchain_refund_json(o)})
                     continue
                 lease = self.leases.get(o["channel_id"] or "")
                 out.append({**S.order_json(o, self.policy), "peer_id": o["client_id"],
@@ -102,13 +106,15 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                             "lease_expiry_block": (lease or {}).get(
                                 "expiration_block", o["lease_expiry_block"]),
                             "closed_at_block": o.get("closed_at_block"),
-                            "failure": o["failure"]})
+                            "failure": o["failure"],
+                            "onchain_refund": P.onchain_refund_json(o)})
             return sorted(out, key=lambda o: o["created_at"])
 
 
 # Every option, in the order lightningd lists them.
 OPTIONS = (lsps0_options.OPTIONS + lsps2_options.OPTIONS + lsps1_options.OPTIONS
-           + lsps7_options.OPTIONS + lsps5_options.OPTIONS + asyncpay_options.OPTIONS)
+           + lsps7_options.OPTIONS + lsps5_options.OPTIONS + asyncpay_options.OPTIONS
+           + metrics.OPTIONS)
 
 Log = Callable[..., None]
 
@@ -133,6 +139,7 @@ class App:
     def _build(self, get: Get, lightning_dir: str, rpc_file: str, advertised: bool) -> None:
         service = bool(get("lsp-service"))
         timeout, limits = lsps0_options.transport(get)
+        metrics_port = metrics.port(get)
         if advertised and not service:
             raise OptionError("feature bit 729 was advertised but lsp-service is off; "
                               "a client must not set it (this is a bug, please report)")
@@ -144,6 +151,7 @@ class App:
         store = Store(node.rpc, self.log)
         lsp = Lsps0(node, service=service, timeout=timeout, limits=limits)
         s = self.services
+        s["node"] = node
         if lsp.dispatcher is not None:
             self._build_service(get, node, store, lsp)
         s["client_workers"] = ThreadPoolExecutor(max_workers=4,
@@ -162,6 +170,8 @@ class App:
                      "lsps5_service"):
             if name in s:
                 s[name].start()
+        if metrics_port:
+            s["metrics"] = metrics.serve(metrics_port, Overview(s))
 
     def _build_service(self, get: Get, node: ClnNode, store: Store, lsp: Lsps0) -> None:
         lsps0.register_service(lsp.dispatcher)

@@ -21,6 +21,8 @@ from lsps.node.commands import (
     require_node_id,
     run_in_worker,
 )
+from lsps.overview import Overview
+from lsps.summary import DEFAULT_EXPIRING_WITHIN_BLOCKS
 
 # RPC error codes of our commands when a role is off or an async payment fails.
 SERVICE_OFF, ASYNCPAY_SERVER_OFF, ASYNCPAY_FAILED, ASYNCPAY_HOLD_OFF = 1200, 1600, 1601, 1602
@@ -50,6 +52,7 @@ class Commands:
 
     def __init__(self, services: Dict[str, Any]):
         self.services = services
+        self.overview = Overview(services)
 
     def running(self, name: str, why_not: str, code: int):
         """The running service `name`, or the RPC error saying why it is not running."""
@@ -63,6 +66,14 @@ class Commands:
         client worker pool and answer the command from there."""
         lsp_id = require_node_id(lsp_id, "lsp_id")
         run_in_worker(self.services["client_workers"], request, lambda: work(lsp_id))
+
+    # --- the operator's overview ----------------------------------------------------
+    def summary(self, request, expiring_within_blocks) -> None:
+        """lsp-summary: read on a worker (the listings make RPC calls)."""
+        within = optional_int(expiring_within_blocks, "expiring_within_blocks")
+        within = DEFAULT_EXPIRING_WITHIN_BLOCKS if within is None else within
+        run_in_worker(self.services["client_workers"], request,
+                      lambda: self.overview.summary(within))
 
     # --- LSPS0 ---------------------------------------------------------------------
     def list_protocols(self, request, lsp_id) -> None:

@@ -80,4 +80,5 @@ class PeerMailbox:
             self.store.delete(MAILBOX, key)  # delivered at most once more
 
     def stats(self) -> dict:
-        return {"waiting": self.box.count(), **dict(self.kept)}
+        return {"waiting": self.box.count(), "capacity": self.box.limits.total,
+                **dict(self.kept)}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager, Dict, FrozenSet, Optional
+from typing import Callable, ContextManager, Dict, FrozenSet, Optional, Tuple
 
 import lsps.lsps0.msgs as jsonrpc
 from lsps.lsps0.msgs import LspsError
@@ -46,11 +46,11 @@ class Call:
         self._answered = False
 
     def respond(self, result: dict) -> None:
-        self._dispatcher._answer(self, jsonrpc.encode_result(self.request_id, result))
+        self._dispatcher._answer(self, jsonrpc.encode_result(self.request_id, result), None)
 
     def fail(self, error: LspsError) -> None:
         self._dispatcher._answer(self, jsonrpc.encode_error(
-            self.request_id, error.code, error.message, error.data))
+            self.request_id, error.code, error.message, error.data), error.code)
 
 
 @dataclass
@@ -59,7 +59,15 @@ class Stats:
     parse_errors: int = 0
     rejected_over_limit: int = 0
     internal_errors: int = 0
-    per_method: Dict[str, int] = field(default_factory=dict)
+    per_method: Dict[str, int] = field(default_factory=dict)   # requests dispatched
+    served: Dict[str, int] = field(default_factory=dict)       # method -> results sent
+    rejected: Dict[int, int] = field(default_factory=dict)     # error code -> errors sent
+
+    def count(self, method: Optional[str], error_code: Optional[int]) -> None:
+        if error_code is None:
+            self.served[method] = self.served.get(method, 0) + 1
+        else:
+            self.rejected[error_code] = self.rejected.get(error_code, 0) + 1
 
 
 class Dispatcher:
@@ -94,18 +102,22 @@ class Dispatcher:
                 return self._total_pending
             return self._pending.get(peer_id, 0)
 
+    def answer_counts(self) -> Tuple[Dict[str, int], Dict[int, int]]:
+        """(results sent per method, errors sent per code), copied under the lock."""
+        with self._lock:
+            return dict(self.stats.served), dict(self.stats.rejected)
+
     def on_malformed(self, peer_id: str, bad: jsonrpc.Malformed) -> None:
         self.stats.parse_errors += 1
         self._log(f"bad LSPS0 message from {peer_id}: {bad.reason}", "debug")
         message = "parse error" if bad.code == jsonrpc.PARSE_ERROR else bad.reason
         request_id = None if bad.code == jsonrpc.PARSE_ERROR else bad.id
-        self._send(peer_id, jsonrpc.encode_error(request_id, bad.code, message))
+        self._reject(peer_id, request_id, bad.code, message)
 
     def on_request(self, peer_id: str, request: jsonrpc.Request) -> None:
         spec = self._methods.get(request.method)
         if spec is None:
-            self._send(peer_id, jsonrpc.encode_error(
-                request.id, jsonrpc.METHOD_NOT_FOUND, "method not found"))
+            self._reject(peer_id, request.id, jsonrpc.METHOD_NOT_FOUND, "method not found")
             return
 
         # LDK sends optional parameters as null; null means absent.
@@ -113,18 +125,16 @@ class Dispatcher:
                   if not (v is None and k in spec.optional)}
         unrecognized = sorted(set(params) - spec.required - spec.optional)
         if unrecognized:
-            self._send(peer_id, jsonrpc.encode_error(
-                request.id, jsonrpc.INVALID_PARAMS, "invalid params",
-                {"unrecognized": unrecognized}))
+            self._reject(peer_id, request.id, jsonrpc.INVALID_PARAMS, "invalid params",
+                         {"unrecognized": unrecognized})
             return
         missing = sorted(spec.required - set(params))
         if missing:
-            self._send(peer_id, jsonrpc.encode_error(
-                request.id, jsonrpc.INVALID_PARAMS,
-                "missing parameter: " + ", ".join(missing),
-                # bLIP-51's {property, message} names the (first) missing field
-                {"unrecognized": [], "missing": missing, "property": missing[0],
-                 "message": "missing parameter"}))
+            self._reject(peer_id, request.id, jsonrpc.INVALID_PARAMS,
+                         "missing parameter: " + ", ".join(missing),
+                         # bLIP-51's {property, message} names the (first) missing field
+                         {"unrecognized": [], "missing": missing, "property": missing[0],
+                          "message": "missing parameter"})
             return
 
         with self._lock:
@@ -137,8 +147,8 @@ class Dispatcher:
                 self._total_pending += 1
                 over = False
         if over:
-            self._send(peer_id, jsonrpc.encode_error(
-                request.id, jsonrpc.CLIENT_REJECTED, "too many pending requests"))
+            self._reject(peer_id, request.id, jsonrpc.CLIENT_REJECTED,
+                         "too many pending requests")
             return
 
         call = Call(self, peer_id, request.id, request.method, params)
@@ -160,7 +170,14 @@ class Dispatcher:
             else:
                 call.respond(outcome)
 
-    def _answer(self, call: Call, payload: bytes) -> None:
+    def _reject(self, peer_id: str, request_id, code: int, message: str,
+                data: Optional[dict] = None) -> None:
+        """An error answer to a request no handler took."""
+        with self._lock:
+            self.stats.count(None, code)
+        self._send(peer_id, jsonrpc.encode_error(request_id, code, message, data))
+
+    def _answer(self, call: Call, payload: bytes, error_code: Optional[int]) -> None:
         with self._lock:
             if call._answered:
                 raise RuntimeError(f"{call.method} {call.request_id!r} answered twice")
@@ -172,6 +189,7 @@ class Dispatcher:
                 del self._pending[call.peer_id]
             self._total_pending -= 1
             self.stats.answered += 1
+            self.stats.count(call.method, error_code)
         self._send(call.peer_id, payload)
 
 

@@ -42,6 +42,9 @@ class JitOpening:
             if self.claims(c["channel_id"]) or self.claimed_elsewhere(c["channel_id"]):
                 continue
             self.log(f"lsps2: {session['scid']} adopts channel {c['channel_id']}", "info")
+            txid = (c.get("funding_outpoint") or ":").split(":")[0]
+            session.update(channel_sat=c.get("capacity_sat"),
+                           funding_fee_sat=self.node.funding_fee_sat(txid) if txid else None)
             return c["channel_id"]
         return None
 
@@ -80,10 +83,11 @@ class JitOpening:
             size = sum(S.counted_msat(p) for p in session["parts"])
         amount_sat = max(self.core.policy.min_channel_sat, (size // 1000) * 2 + 10_000)
         self.schedule(self.core.policy.open_timeout_s, lambda: self._open_deadline(scid, client))
+        started_ms = now_ms()
         try:
             # Zero-conf, unannounced, scid-alias (bLIP-52).
-            channel_id = self.node.fund_channel(client, amount_sat, announce=False,
-                                                mindepth=0)["channel_id"]
+            funded = self.node.fund_channel(client, amount_sat, announce=False, mindepth=0)
+            channel_id = funded["channel_id"]
         except FundingError as e:
             self.log(f"lsps2: opening for {scid} failed: {e}", "warn")
             with self.lock:
@@ -97,6 +101,12 @@ class JitOpening:
             return None
         with self.lock:
             session["opening_channel_id"] = channel_id
+            # What lsp-summary reports of the open (figures only: nothing acts on them).
+            session.update(open_started_ms=started_ms, channel_sat=amount_sat)
+            self._persist(session)
+        fee_sat = self.node.funding_fee_sat(funded["funding_outpoint"].split(":")[0])
+        with self.lock:
+            session["funding_fee_sat"] = fee_sat
             self._persist(session)
         return channel_id
 

@@ -373,6 +373,7 @@ def on_channel_ready(session: dict, channel_id: str, htlc_minimum_msat: int,
             d.forward[p["key"]] = (p["forward_msat"], skim_msat(p))
         session["state"] = FORWARDING
         session["updated_ms"] = now_ms
+        session.setdefault("forwarded_ms", now_ms)
         return d
     shares = split_fee([counted_msat(p) for p in parts], fee, htlc_minimum_msat)
     if shares is None:
@@ -386,7 +387,16 @@ def on_channel_ready(session: dict, channel_id: str, htlc_minimum_msat: int,
         d.forward[p["key"]] = forward
     session["state"] = FORWARDING
     session["updated_ms"] = now_ms
+    session.setdefault("forwarded_ms", now_ms)
     return d
+
+
+def fee_earned_msat(session: dict) -> int:
+    """The opening fee a session has been paid: the fee shares of its forwarded
+    parts once one settled (DONE), else nothing."""
+    if session["state"] != DONE:
+        return 0
+    return sum(share for _, share in session["forwards"].values())
 
 
 def on_part_resolved(session: dict, key: str, settled: bool, now_ms: int) -> bool:

@@ -383,8 +383,23 @@ class Lsps2Service(JitOpening):
                     "valid_until": s["valid_until_ms"] // 1000,
                     "failures": [{"at": f["at_ms"] // 1000, "reason": f["reason"],
                                   "parts": f["parts"]} for f in s["failures"]],
+                    "channel_sat": s.get("channel_sat"),
+                    "funding_fee_sat": s.get("funding_fee_sat"),
+                    "opened_at": _seconds(s.get("open_started_ms")),
+                    "forwarded_at": _seconds(s.get("forwarded_ms")),
+                    "open_to_forward_ms": _open_to_forward_ms(s),
+                    "opening_fee_earned_msat": S.fee_earned_msat(s),
                 })
             return out
+
+
+def _seconds(ms: Optional[int]) -> Optional[int]:
+    return None if ms is None else ms // 1000
+
+
+def _open_to_forward_ms(session: dict) -> Optional[int]:
+    started, forwarded = session.get("open_started_ms"), session.get("forwarded_ms")
+    return None if started is None or forwarded is None else forwarded - started
 
 
 def _kind(session: dict) -> Optional[str]:

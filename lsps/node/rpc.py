@@ -185,6 +185,23 @@ class ClnNode:
         return {"channel_id": result["channel_id"],
                 "funding_outpoint": f"{result['txid']}:{result['outnum']}"}
 
+    def funding_fee_sat(self, txid: str) -> Optional[int]:
+        """The on-chain fee of our wallet's transaction `txid` (its inputs, outputs of
+        earlier wallet transactions, less its outputs), or None when lightningd does
+        not know every input's value. For reports only: never fails."""
+        try:
+            txs = {t["hash"]: t for t in self.rpc().call("listtransactions")["transactions"]}
+            tx = txs[txid]
+            spent = 0
+            for i in tx["inputs"]:
+                prev = txs[i["txid"]]
+                spent += msat(next(o["amount_msat"] for o in prev["outputs"]
+                                   if o["index"] == i["index"]))
+            return (spent - sum(msat(o["amount_msat"]) for o in tx["outputs"])) // 1000
+        except Exception as e:   # a figure for the operator: never in the way of an open
+            self.log(f"on-chain fee of {txid} unknown: {e!r}", "debug")
+            return None
+
     def cancel_open(self, peer_id: str) -> None:
         """End an open to this peer that is stuck (fundchannel has no timeout): cancel
         it, and disconnect the peer so lightningd gives back the reserved inputs."""

@@ -195,6 +195,19 @@ def unrefunded(order: dict) -> List[str]:
 
 
 
+def onchain_refund_json(order: dict) -> Optional[dict]:
+    """What went back on chain (sats, and in which transaction) and what is owed back
+    but not sent yet (a failed order's payment); None without an on-chain option."""
+    onchain = order.get("onchain")
+    if not onchain or not onchain.get("address"):
+        return None
+    amounts = {o["outpoint"]: o["amount_sat"] for o in onchain["outputs"]}
+    owed = unrefunded(order) if order["order_state"] == FAILED else []
+    return {"refunded_sat": sum(amounts.get(o, 0) for o in onchain["refunding"]),
+            "pending_sat": sum(amounts[o] for o in owed),
+            "txid": onchain.get("refund_txid")}
+
+
 def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     d = Decision(changed=True)
     for p in order["parts"]:

@@ -99,7 +99,7 @@ def one(name):
     return made
 
 
-CLIENT_SIDE = {"client_workers", "lsps0", "lsps1_client", "lsps2_client", "lsps7_client",
+CLIENT_SIDE = {"node", "client_workers", "lsps0", "lsps1_client", "lsps2_client", "lsps7_client",
                "lsps5_client", "messenger", "async_recipient", "async_payer"}
 
 

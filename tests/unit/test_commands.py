@@ -519,3 +519,23 @@ def test_bolt12_decode():
 @pytest.mark.parametrize("text", ["lno1", "lnbc1xyz", "not bolt12"])
 def test_bolt12_decode_of_garbage_is_invalid_params(text):
     assert invalid(C.Commands.bolt12_decode, text).startswith("invalid BOLT12 object: ")
+
+
+@pytest.mark.parametrize("within", ["abc", -1, True])
+def test_summary_refuses_a_bad_expiring_within_blocks(within):
+    cmd, _ = commands()
+    assert "expiring_within_blocks" in invalid(cmd.summary, request(), within)
+
+
+def test_summary_of_a_client_only_node_has_null_lsp_roles():
+    cmd, pool = commands(lsps2_client=Recorder([]), lsps1_client=Recorder([]),
+                         async_recipient=Recorder({"offers": []}),
+                         async_payer=Recorder({"payments": []}))
+    req = request("lsp-summary")
+    cmd.summary(req, None)
+    pool.run_all()
+    got = result_of(req)
+    assert {k for k, v in got.items() if v is None} == {
+        "blockheight", "lsps0", "lsps2", "lsps1", "lsps7", "lsps5", "asyncpay_hold",
+        "asyncpay_server"}
+    assert got["client"]["lsps2_buys_by_state"] == {"waiting": 0, "paid": 0, "expired": 0}

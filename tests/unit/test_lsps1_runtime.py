@@ -130,12 +130,16 @@ def failed_order_with_output(service, node):
 def test_two_blocks_at_once_send_one_refund():
     service, node, _ = make_service()
     order = failed_order_with_output(service, node)
+    assert P.onchain_refund_json(order) == {"refunded_sat": 0, "pending_sat": 50_000,
+                                            "txid": None}
     service.on_block(102)  # the scan of each block asks for the refund again
     service.on_block(103)
     service.workers.run_all()
     assert len(node.prepared) == 1 and len(node.sent) == 1
     assert node.prepared[0][:2] == (REFUND_TO, 50_000 - 200)
     assert order["onchain"]["refund_txid"] == node.sent[0]
+    assert P.onchain_refund_json(order) == {"refunded_sat": 50_000, "pending_sat": 0,
+                                            "txid": node.sent[0]}
     service.on_block(104)
     service.workers.run_all()
     assert len(node.sent) == 1

@@ -9,6 +9,7 @@ from fakes_orders import INVOICE_250K_SAT, LSP, NOW, OTHER, Call, Clock, stored
 
 import lsps.lsps2.client as C
 import lsps.lsps2.client_handler as client_handler
+import lsps.lsps2.opening as opening
 import lsps.lsps2.service as S
 import lsps.lsps2.service_handler as handler
 from lsps.htlc import TEMPORARY_CHANNEL_FAILURE, UNKNOWN_NEXT_PEER
@@ -63,6 +64,9 @@ class JitNode:
                                   "htlc_minimum_msat": 1})
         return {"channel_id": cid, "funding_outpoint": "f:0"}
 
+    def funding_fee_sat(self, txid):
+        return 153
+
     def set_channel_fee(self, channel_id, base, ppm):
         if self.fee_error:
             raise self.fee_error
@@ -77,7 +81,7 @@ class JitNode:
 
 @pytest.fixture
 def clock(monkeypatch):
-    return Clock(monkeypatch, handler, client_handler)
+    return Clock(monkeypatch, handler, client_handler, opening)
 
 
 def make_service(rpc=None, node=None, connected=True, policy=POLICY):
@@ -495,6 +499,24 @@ def test_operator_list_shows_sessions_with_their_parts(clock):
                                    "arrived_at": NOW // 1000, "forwarded_msat": 990_000}]
     assert svc.list_sessions(OTHER, None) == [] and svc.list_sessions(None, "1x1x1") == []
     assert svc.claims("jit1") and not svc.claims("inbound")
+
+
+def test_operator_list_reports_the_open_and_the_fee_earned_once_settled(clock):
+    """What lsp-summary adds up: the channel's size and on-chain fee, when it opened
+    and forwarded, and the opening fee only once a forwarded part settled."""
+    svc, node, _ = make_service()
+    scid = buy(svc, 1_000_000).result["jit_channel_scid"]
+    send(svc, scid, 1_000_000)
+    svc.workers.run_all()
+    clock.t = NOW + 2_500
+    ready(svc, node)
+    [listed] = svc.list_sessions(CLIENT, None)
+    assert (listed["channel_sat"], listed["funding_fee_sat"], listed["opened_at"],
+            listed["forwarded_at"], listed["open_to_forward_ms"]) == (
+        100_000, 153, NOW // 1000, (NOW + 2_500) // 1000, 2_500)
+    assert listed["opening_fee_earned_msat"] == 0   # forwarded, not yet paid
+    svc.on_forward_event(scid, "9x9x9", 1, "settled")
+    assert svc.list_sessions(CLIENT, None)[0]["opening_fee_earned_msat"] == 10_000
 
 
 # --- the wallet (client) ----------------------------------------------------------------

@@ -27,6 +27,9 @@ class FakeNode:
                                   "htlc_minimum_msat": 1})
         return {"channel_id": cid, "funding_outpoint": "f:0"}
 
+    def funding_fee_sat(self, txid):
+        return 153
+
     def set_channel_fee(self, *a):
         pass
 

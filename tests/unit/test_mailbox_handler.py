@@ -45,7 +45,7 @@ def test_message_for_an_offline_channel_peer_is_stored(monkeypatch):
     (rec,) = stored(m).values()
     assert rec == {"v": 1, "peer": OFFLINE, "path_key": event(1)["path_key"],
                    "packet": event(1)["incoming"], "stored_at": NOW}
-    assert m.stats()["mailbox"] == {"waiting": 1, "stored": 1}
+    assert m.stats()["mailbox"] == {"waiting": 1, "capacity": 3, "stored": 1}
 
 
 def test_message_named_by_short_channel_id_is_stored(monkeypatch):
@@ -59,7 +59,7 @@ def test_messages_for_online_or_unknown_peers_are_not_kept(monkeypatch):
     box.keep(event(1, peer=ONLINE))
     box.keep(event(2, peer="02" + "22" * 32))
     box.keep(event(3, peer=None, next_short_channel_id_dir="8x8x8/1"))
-    assert stored(m) == {} and box.stats() == {"waiting": 0}
+    assert stored(m) == {} and box.stats() == {"waiting": 0, "capacity": 3}
 
 
 def test_forward_failure_without_a_packet_is_not_kept(monkeypatch):
@@ -82,7 +82,8 @@ def test_mailbox_limits_refuse_and_count(monkeypatch):
     for n in range(3):
         box.keep(event(n))
     assert len(stored(m)) == 2
-    assert box.stats() == {"waiting": 2, "stored": 2, "refused: mailbox full for this peer": 1}
+    assert box.stats() == {"waiting": 2, "capacity": 3, "stored": 2,
+                           "refused: mailbox full for this peer": 1}
 
 
 def test_mailbox_total_limit_holds_across_peers(monkeypatch):
@@ -109,7 +110,8 @@ def test_connect_delivers_in_arrival_order_once(monkeypatch):
     run(m)
     assert m.node.injected == [(bytes.fromhex(event(n)["path_key"]),
                                 bytes.fromhex(event(n)["incoming"])) for n in (1, 2)]
-    assert stored(m) == {} and box.stats() == {"waiting": 0, "stored": 2, "delivered": 2}
+    assert stored(m) == {} and box.stats() == {"waiting": 0, "capacity": 3, "stored": 2,
+                                               "delivered": 2}
     m.on_connect(OFFLINE)
     run(m)
     assert len(m.node.injected) == 2
@@ -145,7 +147,7 @@ def test_start_reloads_stored_messages_and_skips_incomplete_ones(monkeypatch):
     box.keep(event(1))
     rpc.data[("clnlsp", MAILBOX.name, "half")] = json.dumps({"v": 1, "peer": OFFLINE})
     m2, box2 = make_box(monkeypatch, rpc=rpc)
-    assert box2.stats() == {"waiting": 1}
+    assert box2.stats() == {"waiting": 1, "capacity": 3}
     box2.deliver(OFFLINE)
     assert m2.node.injected == [(bytes.fromhex(event(1)["path_key"]),
                                  bytes.fromhex(event(1)["incoming"]))]

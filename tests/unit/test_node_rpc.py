@@ -405,3 +405,33 @@ def test_invoice_status_is_the_first_found_or_none():
     assert fake.calls == [("listinvoices", {"label": "l"})]
     node, _, _ = node_with(listinvoices={"invoices": []})
     assert node.invoice_status("l") is None
+
+
+# --- the on-chain fee of a funding transaction ----------------------------------------
+WALLET_TXS = {"transactions": [
+    {"hash": "dep", "inputs": [{"txid": "elsewhere", "index": 0}],
+     "outputs": [{"index": 0, "amount_msat": 9_000_000_000},
+                 {"index": 1, "amount_msat": 5_000_000_000}]},
+    {"hash": "fund", "inputs": [{"txid": "dep", "index": 1}],
+     "outputs": [{"index": 0, "amount_msat": 110_000_000},
+                 {"index": 1, "amount_msat": 4_889_859_000}]},
+    {"hash": "foreign", "inputs": [{"txid": "dep", "index": 0}, {"txid": "nope", "index": 3}],
+     "outputs": [{"index": 0, "amount_msat": 1_000}]}]}
+
+
+def test_funding_fee_is_what_our_inputs_carried_less_the_outputs():
+    node, fake, _ = node_with(listtransactions=WALLET_TXS)
+    assert node.funding_fee_sat("fund") == 141
+    assert fake.calls == [("listtransactions", None)]
+
+
+@pytest.mark.parametrize("txid", ["foreign", "missing"])
+def test_funding_fee_is_unknown_when_an_input_or_the_tx_is_not_ours(txid):
+    node, _, logs = node_with(listtransactions=WALLET_TXS)
+    assert node.funding_fee_sat(txid) is None
+    assert logs and logs[0][1] == "debug"
+
+
+def test_funding_fee_never_fails():
+    node, _, _ = node_with(listtransactions=rpc_error("listtransactions", -1))
+    assert node.funding_fee_sat("fund") is None

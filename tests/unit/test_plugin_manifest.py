@@ -42,7 +42,8 @@ def test_names_do_not_clash_with_bundled_lsps_plugins():
     options = [o["name"] for o in m["options"]]
     assert methods and options
     assert not any(n.startswith("lsps-") for n in methods)
-    assert all(re.match(r"^(lsps\d-|asyncpay-|bolt12ext-)", n) for n in methods)
+    # protocol commands, and the operator's overview (lsp-, as the options)
+    assert all(re.match(r"^(lsps\d-|asyncpay-|bolt12ext-|lsp-summary$)", n) for n in methods)
     assert all(o.startswith("lsp-") for o in options)
     assert not any(o.startswith("experimental-lsps") for o in options)
 

@@ -175,3 +175,23 @@ def test_malformed_answers(dispatcher, outbox):
 def test_register_twice_refused(dispatcher):
     with pytest.raises(ValueError):
         lsps0.register_service(dispatcher)
+
+
+def test_stats_count_results_per_method_and_errors_per_code(dispatcher, outbox):
+    """What lsp-summary shows of LSPS0: every answer counted once, by what it was."""
+    def refuse(call):
+        raise LspsError(201, "no")
+    dispatcher.register(MethodSpec("lsps1.create_order", 1, refuse))
+    later = []
+    dispatcher.register(MethodSpec("lsps2.buy", 2, lambda c: later.append(c) or DEFERRED))
+    dispatcher.on_request(PEER_A, Request("1", "lsps0.list_protocols", {}))
+    dispatcher.on_request(PEER_A, Request("2", "lsps0.list_protocols", {"x": 1}))
+    dispatcher.on_request(PEER_A, Request("3", "lsps9.nope", {}))
+    dispatcher.on_request(PEER_A, Request("4", "lsps1.create_order", {}))
+    dispatcher.on_request(PEER_B, Request("5", "lsps2.buy", {}))
+    dispatcher.on_malformed(PEER_B, jsonrpc.Malformed("bad json"))
+    assert dispatcher.stats.served == {"lsps0.list_protocols": 1}
+    later[0].fail(LspsError(jsonrpc.INTERNAL_ERROR, "x"))
+    assert dispatcher.stats.served == {"lsps0.list_protocols": 1}
+    assert dispatcher.stats.rejected == {-32602: 1, -32601: 1, 201: 1, -32603: 1, -32700: 1}
+    assert len(outbox.sent) == 6
