@@ -391,14 +391,6 @@ def on_channel_ready(session: dict, channel_id: str, htlc_minimum_msat: int,
     return d
 
 
-def fee_earned_msat(session: dict) -> int:
-    """The opening fee a session has been paid: the fee shares of its forwarded
-    parts once one settled (DONE), else nothing."""
-    if session["state"] != DONE:
-        return 0
-    return sum(share for _, share in session["forwards"].values())
-
-
 def on_part_resolved(session: dict, key: str, settled: bool, now_ms: int) -> bool:
     """A forwarded part settled or failed downstream; True if the session changed.
 

@@ -16,6 +16,7 @@ import lsps.lsps2.service as S
 import lsps.quota as quota
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Dispatcher, MethodSpec, answer_later
+from lsps.lsps2.listing import session_json
 from lsps.lsps2.msgs import (
     EXTRA_FEE_TLV,
     format_scid,
@@ -365,46 +366,5 @@ class Lsps2Service(JitOpening):
                     a for k, a in archived.items() if k not in self.sessions]:
                 if peer_id and s["client_id"] != peer_id or scid and s["scid"] != scid:
                     continue
-                out.append({
-                    "jit_channel_scid": s["scid"], "peer_id": s["client_id"],
-                    "state": s["state"], "kind": _kind(s), "opening_fee_params": s["params"],
-                    "payment_size_msat": s["payment_size_msat"],
-                    "opening_fee_msat": s["opening_fee_msat"],
-                    "payment_hash": s["payment_hash"],
-                    "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
-                               "forward_msat": p["forward_msat"],
-                               "cltv_expiry": p["cltv_expiry"],
-                               "arrived_at": p["arrived_ms"] // 1000,
-                               "forwarded_msat": (s["forwards"].get(p["key"]) or [None])[0]}
-                              for p in s["parts"]],
-                    "channel_id": s["channel_id"] or s.get("opening_channel_id"),
-                    "created_at": s["created_ms"] // 1000,
-                    "updated_at": s["updated_ms"] // 1000,
-                    "valid_until": s["valid_until_ms"] // 1000,
-                    "failures": [{"at": f["at_ms"] // 1000, "reason": f["reason"],
-                                  "parts": f["parts"]} for f in s["failures"]],
-                    "channel_sat": s.get("channel_sat"),
-                    "funding_fee_sat": s.get("funding_fee_sat"),
-                    "opened_at": _seconds(s.get("open_started_ms")),
-                    "forwarded_at": _seconds(s.get("forwarded_ms")),
-                    "open_to_forward_ms": _open_to_forward_ms(s),
-                    "opening_fee_earned_msat": S.fee_earned_msat(s),
-                })
+                out.append(session_json(s))
             return out
-
-
-def _seconds(ms: Optional[int]) -> Optional[int]:
-    return None if ms is None else ms // 1000
-
-
-def _open_to_forward_ms(session: dict) -> Optional[int]:
-    started, forwarded = session.get("open_started_ms"), session.get("forwarded_ms")
-    return None if started is None or forwarded is None else forwarded - started
-
-
-def _kind(session: dict) -> Optional[str]:
-    """How the session's payment came: "bolt12" over a blinded path (the JIT scid was
-    the last hop of one), "bolt11" by route hint; None before any part arrived."""
-    if not session["parts"]:
-        return None
-    return "bolt12" if session["parts"][0].get("blinded") else "bolt11"

@@ -315,10 +315,10 @@ def test_a_payment_short_by_more_than_the_agreed_fee_is_refused(jit_env):
 
 
 def test_sessions_say_how_their_payment_came():
-    from lsps.lsps2.service_handler import _kind
-    assert _kind({"parts": []}) is None
-    assert _kind({"parts": [{"blinded": True}]}) == "bolt12"
-    assert _kind({"parts": [{"blinded": False}]}) == "bolt11"
+    from lsps.lsps2.listing import kind
+    assert kind({"parts": []}) is None
+    assert kind({"parts": [{"blinded": True}]}) == "bolt12"
+    assert kind({"parts": [{"blinded": False}]}) == "bolt11"
 
 
 def test_a_node_without_channels_routes_its_replies_from_a_peer():
