@@ -14,7 +14,9 @@ from lsps.runtime.threads import now_ms
 
 class Lsps7Leases:
     def _leases_of(self, peer_id: str) -> Dict[str, dict]:
-        """short_channel_id -> lease, for the peer's channels that can be extended."""
+        """short_channel_id -> lease, for the peer's channels that can be extended; each
+        lease also under the channel's other scids: a zero-conf channel is listed by its
+        alias until it confirms, and an order placed then is paid after."""
         out = {}
         height = self.height
         for c in self.node.channels(peer_id):
@@ -37,12 +39,16 @@ class Lsps7Leases:
             lease = {**lease, "channel_id": c["channel_id"], "client_id": peer_id,
                      "short_channel_id": c["short_channel_id"],
                      "capacity_sat": c["capacity_sat"]}
-            out[c["short_channel_id"]] = lease
+            for scid in [c["short_channel_id"], *c.get("scids", [])]:
+                out.setdefault(scid, lease)
         return out
 
     def _get_extendable(self, call):
-        return self._off_loop(call, lambda peer, params: {"extendable_channels": [
-            X.extendable_json(lease, self.lsps7) for lease in self._leases_of(peer).values()]})
+        def listed(peer, params):
+            leases = {lease["channel_id"]: lease for lease in self._leases_of(peer).values()}
+            return {"extendable_channels": [X.extendable_json(lease, self.lsps7)
+                                            for lease in leases.values()]}
+        return self._off_loop(call, listed)
 
     def _create_extension(self, call):
         def do(peer, params):

@@ -177,6 +177,23 @@ def test_paid_extension_records_the_lease_before_settling_with_our_preimage():
     assert extendable(service)[0]["extension_order_ids"] == [order["order_id"]]
 
 
+def test_an_order_placed_by_the_alias_extends_once_the_channel_has_confirmed():
+    """A zero-conf channel is listed by its alias until it confirms; the order placed
+    then is paid after, when lightningd lists the channel by its real scid."""
+    service, node, _ = make_orders()
+    order = sold(service, node)
+    node.channel_list[-1] = channel(order["channel_id"], scid="7x7x7")   # the alias only
+    assert [c["short_channel_id"] for c in extendable(service)] == ["7x7x7"]
+    placed = service.orders[serve(service, service._create_extension, CLIENT, {
+        "short_channel_id": "7x7x7", "channel_extension_expiry_blocks": 50}).result["order_id"]]
+    node.channel_list[-1] = channel(order["channel_id"], scid=SCID, scids=[SCID, "7x7x7"])
+    assert [c["short_channel_id"] for c in extendable(service)] == [SCID]   # listed once
+    pay(service, placed)
+    service.workers.run_all()
+    assert placed["order_state"] == P.COMPLETED
+    assert extendable(service)[0]["extension_order_ids"] == [placed["order_id"]]
+
+
 def test_two_extensions_created_together_add_up_when_paid():
     service, node, _ = make_orders()
     sold(service, node)
