@@ -66,6 +66,7 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                          prune_after_s)
         self.lsps7 = lsps7
         self.close_expired = close_expired
+        self.archive.digest = P.summary_row
         dispatcher.register(MethodSpec(M1.GET_INFO, 1, lambda call: self.policy.info()))
         dispatcher.register(MethodSpec(M1.CREATE_ORDER, 1, self._create_order,
                                        required=M1.CREATE_ORDER_REQUIRED,
@@ -78,6 +79,16 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                                        optional=M7.CREATE_ORDER_OPTIONAL))
         dispatcher.register(MethodSpec(M7.GET_ORDER, 7, self._get_extension,
                                        required=frozenset({"order_id"})))
+
+    def summary_rows(self, kind: str) -> List[dict]:
+        """What lsp-summary adds up, of the orders the service listings show (archived
+        ones from rows kept up to date)."""
+        archived = self.archive.digests()
+        with self.lock:
+            live = {k: P.summary_row(o, (self.leases.get(o["channel_id"] or "") or {}).get(
+                "expiration_block")) for k, o in self.orders.items()}
+        rows = list(live.values()) + [r for k, r in archived.items() if k not in live]
+        return [r for r in rows if r["kind"] == kind]
 
     def list_orders(self, order_id: Optional[str], peer_id: Optional[str],
                     kind: str = "lsps1") -> List[dict]:

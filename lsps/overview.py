@@ -1,5 +1,6 @@
 """The operator's overview (lsp-summary, and the metrics made from it): the running
-services' own listings, read once per answer and added up by lsps/summary.py."""
+services' own listings (for sessions and orders, the rows of them the sums need, kept
+for the archive so that it is listed once), added up by lsps/summary.py."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ class Overview:
         self.services = services
 
     def listings(self) -> Dict[str, Any]:
-        """What each running role lists, as its listing command returns it (None for a
-        role that is off)."""
+        """What each running role lists, as its listing command returns it, or for
+        sessions and orders the rows of it that are added up (None for a role that is
+        off)."""
         s = self.services
         jit, orders, wake = s.get("lsps2_service"), s.get("lsps1_service"), \
             s.get("lsps5_service")
@@ -27,9 +29,9 @@ class Overview:
         recipient, payer = s.get("async_recipient"), s.get("async_payer")
         return {
             "lsps0": None if dispatcher is None else dispatcher.answer_counts(),
-            "lsps2_sessions": None if jit is None else jit.list_sessions(None, None),
-            "lsps1_orders": None if orders is None else orders.list_orders(None, None, "lsps1"),
-            "lsps7_orders": None if orders is None else orders.list_orders(None, None, "lsps7"),
+            "lsps2_sessions": None if jit is None else jit.summary_rows(),
+            "lsps1_orders": None if orders is None else orders.summary_rows("lsps1"),
+            "lsps7_orders": None if orders is None else orders.summary_rows("lsps7"),
             "lsps5": None if wake is None else wake.view(None),
             "held": None if holder is None else holder.list()["held"],
             "static_invoices": None if server is None else server.invoices()["invoices"],

@@ -1,6 +1,8 @@
 """lsp-summary: "how is my LSP doing?" in one answer, added up from what the listing
-commands return, so the two always agree. Pure: the listings, the time (unix s) and
-the block height come in; a role that is off is given as None and shown as null.
+commands return, so the two always agree: JIT sessions and orders as their rows
+(lsps/lsps2/listing.py, lsps/orders/payment.py summary_row), the rest as listed. Pure:
+the listings, the time (unix s) and the block height come in; a role that is off is
+given as None and shown as null.
 
 Every state a section counts is always present (0 when none), so the keys are stable.
 """
@@ -59,8 +61,7 @@ def jit_channels(sessions: List[dict], now: int) -> Dict[str, dict]:
 
 def lsps2(sessions: List[dict], now: int) -> dict:
     return {"sessions_by_state": by_state(sessions, SESSION_STATES),
-            "held_parts": sum(len(s["parts"]) for s in sessions
-                              if s["state"] in (S.COLLECTING, S.OPENING)),
+            "held_parts": sum(s["held_parts"] for s in sessions),
             "jit_channels": jit_channels(sessions, now)}
 
 
@@ -70,7 +71,7 @@ def refunds(orders: List[dict]) -> dict:
     onchain = [o["onchain_refund"] for o in orders if o.get("onchain_refund")]
     return {
         "lightning_refunded": sum(1 for o in orders if any(
-            (o["payment"].get(m) or {}).get("state") == P.REFUNDED for m in P.LIGHTNING)),
+            o["payment_states"].get(m) == P.REFUNDED for m in P.LIGHTNING)),
         "onchain_refunded": sum(1 for r in onchain if r["refunded_sat"]),
         "onchain_refunded_sat": sum(r["refunded_sat"] for r in onchain),
         "onchain_pending": sum(1 for r in onchain if r["pending_sat"]),

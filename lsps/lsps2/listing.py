@@ -1,5 +1,5 @@
-"""The operator's view of a JIT session (lsps2-service-sessions, and what lsp-summary
-adds up): the stored session as JSON with unix seconds. Pure."""
+"""The operator's view of a JIT session (lsps2-service-sessions) and what lsp-summary
+adds up of it: the stored session as JSON with unix seconds. Pure."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def session_json(s: dict) -> dict:
         "open_to_forward_ms": _open_to_forward_ms(s),
         "opening_fee_earned_msat": fee_earned_msat(s),
     }
+
+
+def summary_row(s: dict) -> dict:
+    """What lsp-summary adds up of a session (small: kept for every archived one)."""
+    listed = session_json(s)
+    row = {k: listed[k] for k in ("state", "forwarded_at", "channel_sat", "funding_fee_sat",
+                                  "opening_fee_earned_msat", "open_to_forward_ms")}
+    row["held_parts"] = len(s["parts"]) if s["state"] in (S.COLLECTING, S.OPENING) else 0
+    return row
 
 
 def kind(session: dict) -> Optional[str]:

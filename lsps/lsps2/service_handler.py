@@ -16,7 +16,7 @@ import lsps.lsps2.service as S
 import lsps.quota as quota
 from lsps.lsps0.msgs import LspsError
 from lsps.lsps0.service import Dispatcher, MethodSpec, answer_later
-from lsps.lsps2.listing import session_json
+from lsps.lsps2.listing import session_json, summary_row
 from lsps.lsps2.msgs import (
     EXTRA_FEE_TLV,
     format_scid,
@@ -100,6 +100,7 @@ class Lsps2Service(JitOpening):
         self._next_prune_ms = 0
         self.height = 0   # from block_added: nothing is archived before the first block
         self.archive = Archive(store, SESSIONS_DONE, SESSIONS_DONE_INDEX)
+        self.archive.digest = summary_row
         self.workers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="clnlsp-lsps2")
         self.openers = ThreadPoolExecutor(max_workers=MAX_OPENS,
                                           thread_name_prefix="clnlsp-lsps2-open")
@@ -368,3 +369,11 @@ class Lsps2Service(JitOpening):
                     continue
                 out.append(session_json(s))
             return out
+
+    def summary_rows(self) -> List[dict]:
+        """What lsp-summary adds up, of the sessions lsps2-service-sessions lists: the
+        archive's from rows kept up to date (not listed again at each call)."""
+        archived = self.archive.digests()
+        with self.lock:
+            live = {scid: summary_row(s) for scid, s in self.sessions.items()}
+        return list(live.values()) + [r for k, r in archived.items() if k not in live]

@@ -112,11 +112,33 @@ class Archive:
     def __init__(self, store: Store, area: Area, index: Area):
         self.store, self.area, self.index = store, area, index
         self._lock = threading.Lock()
+        # What the operator's sums need of each record (digest), once read: kept up to
+        # date as records come and go, so lsp-summary lists the archive only once.
+        self.digest: Callable[[dict], dict] = lambda record: record
+        self._digests: Optional[Dict[str, dict]] = None
+        self._digests_lock = threading.Lock()
+
+    def digests(self) -> Dict[str, dict]:
+        """{key: digest(record)} of every archived record."""
+        with self._digests_lock:
+            if self._digests is None:
+                self._digests = {k: self.digest(r) for k, r in self.list().items()}
+            return dict(self._digests)
+
+    def _digested(self, key: str, record: Optional[dict]) -> None:
+        with self._digests_lock:
+            if self._digests is None:
+                return
+            if record is None:
+                self._digests.pop(key, None)
+            else:
+                self._digests[key] = self.digest(record)
 
     def put(self, key: str, record: dict, forget_at_ms: Optional[int]) -> None:
         """Archive first, index after: a crash in between keeps the record for good
         (a later archive of the same key indexes it again)."""
         self.store.put(self.area, key, record)
+        self._digested(key, record)
         if forget_at_ms is None:
             return
         day = str(forget_at_ms // DAY_MS)
@@ -152,6 +174,7 @@ class Archive:
                     continue
                 if due(record):
                     self.store.delete(self.area, key)
+                    self._digested(key, None)
                     forgotten += 1
                 else:
                     waiting.append(key)

@@ -208,6 +208,20 @@ def onchain_refund_json(order: dict) -> Optional[dict]:
             "txid": onchain.get("refund_txid")}
 
 
+def summary_row(order: dict, lease_expiry_block: Optional[int] = None) -> dict:
+    """What lsp-summary adds up of an order (small: kept for every archived one), as the
+    service's order listing shows it; `lease_expiry_block` with extensions, if known."""
+    states = {m: order[m]["state"] for m in LIGHTNING
+              if order.get(m) and (order[m].get("invoice") or order[m].get("offer"))}
+    if order.get("onchain") and order["onchain"].get("address"):
+        states["onchain"] = order["onchain"]["state"]
+    return {"kind": order.get("kind", "lsps1"), "order_state": order["order_state"],
+            "payment_states": states,
+            "lease_expiry_block": lease_expiry_block or order.get("lease_expiry_block"),
+            "closed_at_block": order.get("closed_at_block"),
+            "onchain_refund": onchain_refund_json(order)}
+
+
 def _refund(order: dict, reason: str, height: int, now_ms: int) -> Decision:
     d = Decision(changed=True)
     for p in order["parts"]:

@@ -479,6 +479,11 @@ def test_finished_sessions_are_pruned_after_the_retention(clock):
     assert stored(rpc, SESSIONS, scid) is None and scid not in restarted.sessions
     assert stored(rpc, handler.SESSIONS_DONE, scid)["state"] == S.FAILED
     assert [s["jit_channel_scid"] for s in restarted.list_sessions(None, None)] == [scid]
+    live = buy(restarted).result["jit_channel_scid"]
+    listed = {s["jit_channel_scid"]: s for s in restarted.list_sessions(None, None)}
+    assert set(listed) == {scid, live}
+    assert sorted(r["state"] for r in restarted.summary_rows()) == sorted(
+        s["state"] for s in listed.values()) == [S.FAILED, S.WAITING]
     assert restarted.list_sessions(None, scid)[0]["state"] == S.FAILED
     clock.advance(handler.SESSION_RETENTION_MS + 86_400_000 + 1)  # the day after retention
     make_service(rpc)[0].workers.run_all()

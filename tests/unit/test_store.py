@@ -89,3 +89,26 @@ def test_the_archive_forgets_day_by_day_without_listing_its_records():
     assert store.get(Area("done-days"), "3") is None
     assert archive.forget_due(10 * DAY_MS, lambda r: True) == 1
     assert set(archive.list()) == {"kept"}
+
+
+def test_the_archive_is_listed_once_for_its_digests_then_kept_up_to_date():
+    """lsp-summary's rows of archived records: one listing of the area, then every put
+    and every forgotten record updates them (no listing at each call)."""
+    from lsps.node.store import DAY_MS, Archive
+    rpc = MemoryRpc()
+    listings = []
+    real_call = rpc.call
+    rpc.call = lambda method, params: (listings.append(params["key"])
+                                       if method == "listdatastore" else None) or \
+        real_call(method, params)
+    store = Store(lambda: rpc)
+    archive = Archive(store, Area("done"), Area("done-days"))
+    archive.digest = lambda record: {"x10": record["x"] * 10}
+    archive.put("a", {"x": 1}, forget_at_ms=3 * DAY_MS)
+    assert archive.digests() == {"a": {"x10": 10}}
+    archive.put("b", {"x": 2}, forget_at_ms=None)
+    archive.put("a", {"x": 3}, forget_at_ms=3 * DAY_MS)
+    assert archive.digests() == {"a": {"x10": 30}, "b": {"x10": 20}}
+    assert archive.forget_due(3 * DAY_MS, lambda r: True) == 1
+    assert archive.digests() == {"b": {"x10": 20}}
+    assert [k for k in listings if k[-1] == "done"] == [["clnlsp", "done"]]   # listed once

@@ -15,9 +15,10 @@ DAY = 86_400
 
 def session(state, forwarded_at=None, channel_sat=None, fee_sat=None, earned=0, parts=0,
             latency_ms=None):
+    """A session's row (lsps/lsps2/listing.py summary_row)."""
     return {"state": state, "forwarded_at": forwarded_at, "channel_sat": channel_sat,
             "funding_fee_sat": fee_sat, "opening_fee_earned_msat": earned,
-            "parts": [{}] * parts, "open_to_forward_ms": latency_ms}
+            "held_parts": parts, "open_to_forward_ms": latency_ms}
 
 
 def test_jit_channels_are_added_up_per_window_of_their_forward():
@@ -43,20 +44,22 @@ def test_jit_channels_are_added_up_per_window_of_their_forward():
 
 
 def order(state, payment=None, lease_expiry=None, closed=None, refund=None):
-    return {"order_state": state, "payment": payment or {}, "lease_expiry_block": lease_expiry,
-            "closed_at_block": closed, "onchain_refund": refund}
+    """An order's row (lsps/orders/payment.py summary_row)."""
+    return {"kind": "lsps1", "order_state": state, "payment_states": payment or {},
+            "lease_expiry_block": lease_expiry, "closed_at_block": closed,
+            "onchain_refund": refund}
 
 
 def test_orders_leases_and_refunds():
     orders = [order("COMPLETED", lease_expiry=1_100), order("COMPLETED", lease_expiry=5_000),
               order("COMPLETED", lease_expiry=900, closed=950),
-              order("FAILED", {"bolt11": {"state": "REFUNDED"}}),
-              order("FAILED", {"bolt12": {"state": "REFUNDED"}},
+              order("FAILED", {"bolt11": "REFUNDED"}),
+              order("FAILED", {"bolt12": "REFUNDED"},
                     refund={"refunded_sat": 0, "pending_sat": 0, "txid": None}),
-              order("FAILED", {"onchain": {"state": "REFUNDED"}},
+              order("FAILED", {"onchain": "REFUNDED"},
                     refund={"refunded_sat": 60_000, "pending_sat": 0, "txid": "ab"}),
               order("FAILED", refund={"refunded_sat": 0, "pending_sat": 20_000, "txid": None}),
-              order("CREATED", {"bolt11": {"state": "EXPECT_PAYMENT"}})]
+              order("CREATED", {"bolt11": "EXPECT_PAYMENT"})]
     got = summary.lsps1(orders, 1_000, 144)
     assert got == {"orders_by_state": {"CREATED": 1, "COMPLETED": 3, "FAILED": 4},
                    "leases_open": 2, "leases_expiring": 1, "leases_expiring_within_blocks": 144,
