@@ -12,8 +12,9 @@ turn, where the plugin keeps them: in the archive areas its hourly sweep moves t
 - lsps2.buy: median latency of `lsps2-buy` from a fresh client (N calls);
 - an unrelated forward: median `xpay` time payer -> LSP -> receiver (N payments),
   so the htlc_accepted hook's cost on ordinary traffic;
-- lsp-summary: its median latency (it reads the archive too, as the listing commands
-  do, so it is expected to grow with the records; reported, not a target).
+- lsp-summary: the first call after the restart (it lists the archive once, for the
+  rows it keeps) and the median of the next N (adds up every archived row in memory:
+  reported, not a target).
 Targets: each latency's ratio largest/smallest size <= 1.2; start-up <= 5 s at the
 largest size.
 """
@@ -133,17 +134,20 @@ def test_bench_scale(node_factory, bitcoind):
         def forward(i, size=size):
             payer.rpc.xpay(receiver.rpc.invoice(1000, f"f{size}-{i}", "f")["bolt11"])
         fwd = _median_ms(forward, CALLS)
+        first_summary = _median_ms(lambda i: lsp.rpc.call("lsp-summary"), 1)
         summary = _median_ms(lambda i: lsp.rpc.call("lsp-summary"), CALLS)
         results[str(size)] = {"records": size, "startup_ms": startup,
                               "lsps2_buy_median_ms": buy, "forward_median_ms": fwd,
+                              "lsp_summary_first_ms": first_summary,
                               "lsp_summary_median_ms": summary}
     first, last = results[str(SIZES[0])], results[str(SIZES[-1])]
     ratios = {k: round(last[k] / first[k], 3)
               for k in ("lsps2_buy_median_ms", "forward_median_ms")}
     out = {"benchmark": "scale", "calls": CALLS, "sizes": results,
            f"ratio_{SIZES[-1]}_vs_{SIZES[0]}": ratios,
-           "lsp_summary_ratio": round(last["lsp_summary_median_ms"]
-                                      / first["lsp_summary_median_ms"], 3),
+           # in memory over every archived row: reported, not a target
+           "lsp_summary_median_ratio": round(last["lsp_summary_median_ms"]
+                                             / first["lsp_summary_median_ms"], 3),
            "target_ratio_max": 1.2, "target_startup_ms_max": 5000,
            "meets_target": all(r <= 1.2 for r in ratios.values())
            and last["startup_ms"] <= 5000,
