@@ -80,15 +80,20 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
         dispatcher.register(MethodSpec(M7.GET_ORDER, 7, self._get_extension,
                                        required=frozenset({"order_id"})))
 
-    def summary_rows(self, kind: str) -> List[dict]:
-        """What lsp-summary adds up, of the orders the service listings show (archived
-        ones from rows kept up to date)."""
+    def summary_rows(self) -> List[dict]:
+        """What lsp-summary adds up, of the LSPS1 and LSPS7 orders the service listings
+        show (archived ones from rows kept up to date); each row says its `kind`."""
         archived = self.archive.digests()
         with self.lock:
-            live = {k: P.summary_row(o, (self.leases.get(o["channel_id"] or "") or {}).get(
-                "expiration_block")) for k, o in self.orders.items()}
-        rows = list(live.values()) + [r for k, r in archived.items() if k not in live]
-        return [r for r in rows if r["kind"] == kind]
+            live = {k: P.summary_row(o, self._lease_expiry_block(o))
+                    for k, o in self.orders.items()}
+        return list(live.values()) + [r for k, r in archived.items() if k not in live]
+
+    def _lease_expiry_block(self, order: dict) -> Optional[int]:
+        """An order's lease expiry, with the extensions paid since (LSPS7 orders keep
+        none of their own)."""
+        lease = self.leases.get(order["channel_id"] or "")
+        return (lease or {}).get("expiration_block", order.get("lease_expiry_block"))
 
     def list_orders(self, order_id: Optional[str], peer_id: Optional[str],
                     kind: str = "lsps1") -> List[dict]:
@@ -108,14 +113,12 @@ class OrderService(Lsps1Orders, Lsps7Leases, OrderBook):
                                 "failure": o["failure"],
                                 "onchain_refund": P.onchain_refund_json(o)})
                     continue
-                lease = self.leases.get(o["channel_id"] or "")
                 out.append({**S.order_json(o, self.policy), "peer_id": o["client_id"],
                             "payment_hash": o["bolt11"]["payment_hash"],
                             "parts": [{"htlc": p["key"], "amount_msat": p["amount_msat"],
                                        "cltv_expiry": p["cltv_expiry"]} for p in o["parts"]],
                             "channel_id": o["channel_id"],
-                            "lease_expiry_block": (lease or {}).get(
-                                "expiration_block", o["lease_expiry_block"]),
+                            "lease_expiry_block": self._lease_expiry_block(o),
                             "closed_at_block": o.get("closed_at_block"),
                             "failure": o["failure"],
                             "onchain_refund": P.onchain_refund_json(o)})

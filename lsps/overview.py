@@ -27,11 +27,15 @@ class Overview:
             s.get("messenger")
         dispatcher = getattr(s.get("lsps0"), "dispatcher", None)
         recipient, payer = s.get("async_recipient"), s.get("async_payer")
+        order_rows = None if orders is None else orders.summary_rows()
+
+        def of_kind(kind):
+            return None if order_rows is None else [r for r in order_rows if r["kind"] == kind]
         return {
             "lsps0": None if dispatcher is None else dispatcher.answer_counts(),
             "lsps2_sessions": None if jit is None else jit.summary_rows(),
-            "lsps1_orders": None if orders is None else orders.summary_rows("lsps1"),
-            "lsps7_orders": None if orders is None else orders.summary_rows("lsps7"),
+            "lsps1_orders": of_kind("lsps1"),
+            "lsps7_orders": of_kind("lsps7"),
             "lsps5": None if wake is None else wake.view(None),
             "held": None if holder is None else holder.list()["held"],
             "static_invoices": None if server is None else server.invoices()["invoices"],

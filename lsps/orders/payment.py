@@ -30,20 +30,29 @@ MAX_OFFER_CHARS = 2048             # bLIP-51: payment.bolt12.offer
 
 
 
+def offered(order: dict) -> List[str]:
+    """The payment options the order offers: bolt11 (an invoice), bolt12 (an offer),
+    onchain (an address)."""
+    return [m for m, field_name in (("bolt11", "invoice"), ("bolt12", "offer"),
+                                    ("onchain", "address"))
+            if order.get(m) and order[m].get(field_name)]
+
+
 def payment_json(order: dict, policy: Optional[Any] = None) -> Dict[str, dict]:
     """The `payment` object (LSPS1, and LSPS7 which copies it)."""
     payment: Dict[str, dict] = {}
     common = {"expires_at": format_datetime_ms(order["expires_ms"]),
               "fee_total_sat": str(order["fee_total_sat"]),
               "order_total_sat": str(order["order_total_sat"])}
-    if order["bolt11"]["invoice"]:
+    methods = offered(order)
+    if "bolt11" in methods:
         payment["bolt11"] = {"state": order["bolt11"]["state"], **common,
                              "invoice": order["bolt11"]["invoice"]}
-    bolt12 = order.get("bolt12")
-    if bolt12 and bolt12["offer"]:
+    if "bolt12" in methods:
+        bolt12 = order["bolt12"]
         payment["bolt12"] = {"state": bolt12["state"], **common, "offer": bolt12["offer"]}
     onchain = order.get("onchain")
-    if onchain and onchain["address"] and policy is not None:
+    if "onchain" in methods and policy is not None:
         # bLIP-51 wants min_fee_for_0conf absent when confirmations are
         # required, but LDK clients fail without it: sent anyway.
         payment["onchain"] = {
@@ -211,12 +220,8 @@ def onchain_refund_json(order: dict) -> Optional[dict]:
 def summary_row(order: dict, lease_expiry_block: Optional[int] = None) -> dict:
     """What lsp-summary adds up of an order (small: kept for every archived one), as the
     service's order listing shows it; `lease_expiry_block` with extensions, if known."""
-    states = {m: order[m]["state"] for m in LIGHTNING
-              if order.get(m) and (order[m].get("invoice") or order[m].get("offer"))}
-    if order.get("onchain") and order["onchain"].get("address"):
-        states["onchain"] = order["onchain"]["state"]
     return {"kind": order.get("kind", "lsps1"), "order_state": order["order_state"],
-            "payment_states": states,
+            "payment_states": {m: order[m]["state"] for m in offered(order)},
             "lease_expiry_block": lease_expiry_block or order.get("lease_expiry_block"),
             "closed_at_block": order.get("closed_at_block"),
             "onchain_refund": onchain_refund_json(order)}

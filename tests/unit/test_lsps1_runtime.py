@@ -296,11 +296,10 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     assert [o["order_id"] for o in restarted.list_orders(None, None)] == [order_id]
     # lsp-summary's row of it, from the archive, says what the listing says
     (listed,) = restarted.list_orders(None, None)
-    (row,) = restarted.summary_rows("lsps1")
-    assert (row["order_state"], row["payment_states"], row["onchain_refund"]) == (
-        listed["order_state"], {m: p["state"] for m, p in listed["payment"].items()},
+    (row,) = restarted.summary_rows()
+    assert (row["kind"], row["order_state"], row["payment_states"], row["onchain_refund"]) == (
+        "lsps1", listed["order_state"], {m: p["state"] for m, p in listed["payment"].items()},
         listed["onchain_refund"])
-    assert restarted.summary_rows("lsps7") == []
     with pytest.raises(LspsError):
         restarted._find("02" + "cd" * 32, order_id, "lsps1")   # not another peer's
     # forgotten after lsp-lsps1-prune-after, as before (on the day after it passed)
@@ -308,7 +307,7 @@ def test_finished_orders_move_to_the_archive_and_still_answer(monkeypatch):
     monkeypatch.setattr(retention, "now_ms", lambda: later + 2 * 86400_000 + 1)
     restarted._archive()
     assert Store(lambda: rpc).get(book.ORDERS_DONE, order_id) is None
-    assert restarted.summary_rows("lsps1") == []
+    assert restarted.summary_rows() == []
 
 
 def test_an_order_is_not_archived_while_lightningd_could_replay_one_of_its_htlcs(monkeypatch):

@@ -192,6 +192,8 @@ def test_an_order_placed_by_the_alias_extends_once_the_channel_has_confirmed():
     service.workers.run_all()
     assert placed["order_state"] == P.COMPLETED
     assert extendable(service)[0]["extension_order_ids"] == [placed["order_id"]]
+    assert sorted((r["kind"], r["order_state"]) for r in service.summary_rows()) == [
+        ("lsps1", P.COMPLETED), ("lsps7", P.COMPLETED)]
 
 
 def test_two_extensions_created_together_add_up_when_paid():
